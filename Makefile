@@ -27,6 +27,7 @@ lab: $(STAMP)
 references: $(STAMP)
 	REACTDIFF_REFRESH_REFERENCES=1 $(BIN)/python -m pytest tests/test_notebooks.py -k execute
 	git --no-pager diff --stat -- tests/references; git --no-pager diff -- tests/references
+	@git status --short --untracked-files=all -- tests/references | sed -n 's/^?? /new reference: /p'
 
 # Chromium for the real-browser widget test (Debian package; needs root or sudo).
 browser-deps:

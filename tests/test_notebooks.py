@@ -78,13 +78,14 @@ def compare_metrics(name: str, got: dict, reference: dict) -> list[str]:
     return problems
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_execute(path, tmp_path):
+def execute_and_check(path: Path, tmp_path: Path, references: Path = REFERENCES, refresh: bool = REFRESH) -> dict:
+    """Run ``path`` under papermill (SMOKE) and compare its ``metrics.json`` with
+    ``references/<stem>.json``; with ``refresh``, rewrite that reference instead
+    (keeping its tolerances). Fails if the notebook recorded nothing."""
     import papermill
 
     out_dir = tmp_path / "out"
-    out_dir.mkdir()
+    out_dir.mkdir(parents=True)
     papermill.execute_notebook(
         str(path), str(tmp_path / path.name),
         parameters={"SMOKE": True, "INTERACTIVE": False, "OUT_DIR": str(out_dir)},
@@ -95,15 +96,22 @@ def test_execute(path, tmp_path):
     got = json.loads(metrics_file.read_text())
     assert got, f"{path.name} recorded an empty metrics.json"
 
-    ref_file = REFERENCES / f"{path.stem}.json"
-    if REFRESH:
+    ref_file = references / f"{path.stem}.json"
+    if refresh:
         old = json.loads(ref_file.read_text()) if ref_file.exists() else {}
         old["values"] = got
         ref_file.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
-        return
-    assert ref_file.exists(), f"no reference {ref_file.relative_to(ROOT)}: run `make references`"
+        return got
+    assert ref_file.exists(), f"no reference {ref_file.name} in {references}: run `make references`"
     problems = compare_metrics(path.name, got, json.loads(ref_file.read_text()))
     assert not problems, "\n".join(problems)
+    return got
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_execute(path, tmp_path):
+    execute_and_check(path, tmp_path)
 
 
 def test_compare_metrics_catches_drift():
@@ -114,3 +122,68 @@ def test_compare_metrics_catches_drift():
     assert compare_metrics("nb", {"loss": 1.0}, ref)
     assert compare_metrics("nb", {"loss": 1.0, "shape": "(2, 3)", "extra": 2}, ref)
     assert compare_metrics("nb", {"loss": 1.0, "shape": "(2, 4)"}, ref)
+
+
+REFERENCE_FILES = sorted(REFERENCES.glob("*.json"))
+
+
+def test_every_reference_has_its_notebook():
+    """A reference whose notebook was renamed or removed would silently stop being checked."""
+    stems = {p.stem for p in NOTEBOOKS}
+    orphans = [f.name for f in REFERENCE_FILES if f.stem not in stems]
+    assert not orphans, f"references without a notebook: {orphans}"
+
+
+@pytest.mark.parametrize("ref_file", REFERENCE_FILES, ids=_ids(REFERENCE_FILES))
+def test_reference_changes_are_caught(ref_file):
+    """Each stored reference is well formed and tight: changing any one of its values
+    (a number by 5 %, or by 0.05 when it is 0; a string or flag to anything else)
+    makes the comparison fail."""
+    reference = json.loads(ref_file.read_text())
+    values = reference.get("values")
+    assert isinstance(values, dict) and values, f"{ref_file.name}: no recorded values"
+    unknown = set(reference.get("tolerances", {})) - set(values)
+    assert not unknown, f"{ref_file.name}: tolerances for unrecorded keys {sorted(unknown)}"
+    assert compare_metrics(ref_file.name, values, reference) == [], f"{ref_file.name}: fails against itself"
+    for key, want in values.items():
+        if isinstance(want, bool):
+            changed = not want
+        elif isinstance(want, (int, float)):
+            changed = type(want)(want + (0.05 * abs(want) or 0.05)) if isinstance(want, float) \
+                else want + max(1, abs(want) // 20)
+        else:
+            changed = f"{want}!"
+        assert compare_metrics(ref_file.name, {**values, key: changed}, reference), \
+            f"{ref_file.name}: changing {key} from {want!r} to {changed!r} goes unnoticed; tighten its tolerance"
+
+
+@pytest.mark.timeout(120)
+def test_harness_fails_on_silent_or_drifting_notebooks(tmp_path):
+    """The execute path itself: a notebook that records nothing fails, a recorded value
+    that differs from its reference fails, and the matching value passes."""
+    def notebook(name: str, body: str) -> Path:
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_code_cell('SMOKE = False\nSEED = 0\nOUT_DIR = "out"\nINTERACTIVE = True',
+                                      metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(body)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    refs = tmp_path / "references"
+    refs.mkdir()
+    (refs / "records.json").write_text(json.dumps({"values": {"x": 0.25, "n": 3}}))
+    silent = notebook("silent", "y = 1 + 1")
+    records = notebook("records", "from reactdiff_lite.utils import write_metrics\n"
+                                  "write_metrics(OUT_DIR, x=0.5 * 0.5, n=3)")
+    with pytest.raises(AssertionError, match="recorded nothing"):
+        execute_and_check(silent, tmp_path / "a", references=refs, refresh=False)
+    assert execute_and_check(records, tmp_path / "b", references=refs, refresh=False) == {"x": 0.25, "n": 3}
+    (refs / "records.json").write_text(json.dumps({"values": {"x": 0.26, "n": 3}}))
+    with pytest.raises(AssertionError, match="x = 0.25, reference 0.26"):
+        execute_and_check(records, tmp_path / "c", references=refs, refresh=False)
+    # `make references` rewrites the values and keeps hand-set tolerances.
+    (refs / "records.json").write_text(json.dumps({"values": {"x": 0.26}, "tolerances": {"x": [0, 1e-3]}}))
+    execute_and_check(records, tmp_path / "d", references=refs, refresh=True)
+    assert json.loads((refs / "records.json").read_text()) == {"values": {"x": 0.25, "n": 3}, "tolerances": {"x": [0, 1e-3]}}
