@@ -1,0 +1,92 @@
+"""Checkpoints every stage shares: named state dicts + the config as a plain dict.
+
+A checkpoint file is a ``torch.save``d dict::
+
+    {"format": "reactdiff-lite/1",
+     "config": {...},                     # plain dicts / lists / str / numbers / bool / None
+     "modules": {name: state_dict, ...},  # every trained part, by name
+     "extra": {...}}                      # step, metrics, optimiser state, ... (plain values, tensors)
+
+It holds *every* trained part by name (the official ReactDiff code forgets to save its
+speaker-condition projection). It is written atomically and read with
+``torch.load(weights_only=True)``, so loading never runs pickled code. A state dict that
+does not fit the module built from the config raises ``CheckpointError`` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from reactdiff_lite.utils import atomic_torch_save
+
+FORMAT = "reactdiff-lite/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is unreadable or does not match its config / modules."""
+
+
+def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], config: Mapping[str, Any],
+                    **extra: Any) -> Path:
+    """Write ``modules``' state dicts, ``config`` and ``extra`` to ``path`` atomically.
+
+    Args:
+        path: the ``.pt`` file to write (parent folders are created).
+        modules: ``{name: module}``, e.g. ``{"autoencoder": ae, "denoiser": net}``.
+        config: the config as plain values (``dataclasses.asdict``).
+        extra: more plain values to keep, e.g. ``step=1000``.
+    """
+    payload = {"format": FORMAT, "config": dict(config), "extra": dict(extra),
+               "modules": {name: m.state_dict() for name, m in modules.items()}}
+    return atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file with ``weights_only=True``; returns its dict (see module doc)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} checkpoint (format: {found!r})")
+    return payload
+
+
+def load_modules(path: str | Path, modules: Mapping[str, nn.Module], payload: dict[str, Any] | None = None) -> None:
+    """Load the state dicts stored under ``modules``' names into them, strictly.
+
+    Args:
+        path: the checkpoint file (read here unless ``payload`` is given; named in errors).
+        modules: ``{name: module}`` built from the checkpoint's config.
+        payload: what ``read_checkpoint(path)`` returned, to avoid reading twice.
+    """
+    payload = read_checkpoint(path) if payload is None else payload
+    stored = payload["modules"]
+    for name, module in modules.items():
+        if name not in stored:
+            raise CheckpointError(f"checkpoint {path} has no module {name!r} (it holds {sorted(stored)})")
+        problems = state_dict_mismatch(module, stored[name])
+        if problems:
+            raise CheckpointError(f"checkpoint {path}: module {name!r} does not match its config: {problems}")
+        module.load_state_dict(stored[name], strict=True)
+
+
+def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], show: int = 3) -> str:
+    """A one-line summary of how ``state`` fails to fit ``module`` ("" when it fits)."""
+    own = module.state_dict()
+    groups = {
+        "shape mismatch": [f"{k} {tuple(state[k].shape)} in file vs {tuple(v.shape)} in model"
+                           for k, v in own.items() if k in state and state[k].shape != v.shape],
+        "missing key": [k for k in own if k not in state],
+        "unexpected key": [k for k in state if k not in own],
+    }
+    return "; ".join(f"{len(items)} {kind}(s), e.g. {', '.join(items[:show])}"
+                     for kind, items in groups.items() if items)
