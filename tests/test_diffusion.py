@@ -285,7 +285,7 @@ def inputs(B: int = 3, seed: int = 0):
     x = torch.randn(B, SMALL.window, SMALL.latent_dim, generator=g)
     spk = torch.randn(B, S, SMALL.latent_dim, generator=g)
     prev = torch.randn(B, SMALL.context_before, SMALL.latent_dim, generator=g)
-    return x, torch.tensor([0, 500, 999][:B]), spk, prev
+    return x, torch.tensor([0, 50, 99][:B]), spk, prev
 
 
 def test_denoiser_shapes_and_zero_init():
@@ -407,3 +407,22 @@ def test_guided_sample_matches_two_separate_passes():
     torch.testing.assert_close(fn(x, t[:2]), uncond + 2.5 * (cond - uncond), rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         assert math.isfinite(float(sample_trajectory(fn, model.schedule, x, make_timesteps(100, 3)).xs.sum()))
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    from reactdiff_lite.models.checkpoint import CheckpointError
+    from reactdiff_lite.models.diffusion import load_checkpoint, save_checkpoint
+
+    model = tiny_model(prediction="v")
+    model.denoiser.load_state_dict(randomised(SMALL, seed=4).state_dict())
+    save_checkpoint(tmp_path / "d.pt", model, step=7)
+    loaded, config, extra = load_checkpoint(tmp_path / "d.pt")
+    assert config == model.config and extra == {"step": 7} and not loaded.training
+    _, _, spk, prev = inputs(B=2)
+    kwargs = dict(steps=4, eta=1.0, guidance=2.0)
+    torch.testing.assert_close(loaded.sample(spk, prev=prev, generator=torch.Generator().manual_seed(0), **kwargs),
+                               model.sample(spk, prev=prev, generator=torch.Generator().manual_seed(0), **kwargs),
+                               rtol=0, atol=0)
+    wider = DiffusionConfig.from_dict({**config.to_dict(), "denoiser": {**config.to_dict()["denoiser"], "dim": 64}})
+    with pytest.raises(CheckpointError, match=r"d\.pt.*shape mismatch"):
+        load_checkpoint(tmp_path / "d.pt", wider)

@@ -37,15 +37,20 @@ Numerics follow ``diffusers`` (DDPMScheduler, DDIMScheduler) where the options c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from reactdiff_lite.models import checkpoint as ckpt
+from reactdiff_lite.models.mmt import sinusoidal_positions
 
 ScheduleKind = Literal["linear", "linear_unscaled", "cosine"]
 Prediction = Literal["eps", "x0", "v"]
@@ -335,18 +340,6 @@ def sample_trajectory(model_fn: ModelFn, schedule: NoiseSchedule, x_T: Tensor, t
 
 # ----------------------------------------------------------------------------- denoiser
 
-def sinusoidal_embedding(positions: Tensor, dim: int) -> Tensor:
-    """Transformer sinusoids (Vaswani et al. 2017): [sin(p ω_k), cos(p ω_k)], ω_k = 10000^(−k/(dim/2)).
-
-    Args:
-        positions: (N,) float or long. Returns (N, dim) float32.
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)  # (dim/2,)
-    args = positions.float()[:, None] * freqs[None]  # (N, dim/2)
-    return torch.cat([args.sin(), args.cos()], dim=-1)  # (N, dim)
-
-
 @dataclass
 class DenoiserConfig:
     latent_dim: int = 32          # Dz: channels of the autoencoder's per-frame latent
@@ -430,8 +423,9 @@ class ReactionDenoiser(nn.Module):
       always visible, so attention is defined even when everything else is hidden;
     - all positions are sinusoidal on the shared time axis, plus a learned type embedding
       for speaker and previous-window tokens;
-    - the timestep enters through adaLN-Zero modulation of every sub-layer; the output
-      projection starts at zero, so the untrained model predicts 0.
+    - the timestep t ∈ {0 … num_timesteps − 1} is embedded with the same sinusoids (row t of
+      the table), then an MLP, and enters through adaLN-Zero modulation of every sub-layer;
+      the output projection starts at zero, so the untrained model predicts 0.
 
     Visibility: a speaker frame is visible where ``speaker_mask`` is True and ``keep_cond`` is
     True. A previous-window frame is visible where ``prev`` is given and the simultaneous
@@ -442,9 +436,9 @@ class ReactionDenoiser(nn.Module):
     values, even NaN, cannot leak.
     """
 
-    def __init__(self, config: DenoiserConfig):
+    def __init__(self, config: DenoiserConfig, num_timesteps: int = 1000):
         super().__init__()
-        self.config = config
+        self.config, self.num_timesteps = config, num_timesteps
         d, dz = config.dim, config.latent_dim
         self.in_proj = nn.Linear(dz, d)
         self.speaker_proj = nn.Linear(dz, d)
@@ -463,7 +457,8 @@ class ReactionDenoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         span = config.context_before + config.window + config.context_after
-        self.register_buffer("positions", sinusoidal_embedding(torch.arange(span), d), persistent=False)
+        self.register_buffer("positions", sinusoidal_positions(span, d), persistent=False)  # (S, D)
+        self.register_buffer("time_table", sinusoidal_positions(num_timesteps, d), persistent=False)  # (T, D)
 
     def _check(self, x_t: Tensor, t: Tensor, speaker: Tensor, prev: Tensor | None) -> None:
         c = self.config
@@ -476,8 +471,8 @@ class ReactionDenoiser(nn.Module):
         if prev is not None and prev.shape != (x_t.shape[0], c.context_before, c.latent_dim):
             raise ValueError(f"prev has shape {tuple(prev.shape)}, expected "
                              f"({x_t.shape[0]}, {c.context_before}, {c.latent_dim})")
-        if t.shape != (x_t.shape[0],):
-            raise ValueError(f"t has shape {tuple(t.shape)}, expected ({x_t.shape[0]},)")
+        if t.shape != (x_t.shape[0],) or t.dtype != torch.long:
+            raise ValueError(f"t is {t.dtype} {tuple(t.shape)}, expected torch.int64 ({x_t.shape[0]},)")
 
     def forward(self, x_t: Tensor, t: Tensor, speaker: Tensor, speaker_mask: Tensor | None = None,
                 prev: Tensor | None = None, keep_cond: Tensor | None = None) -> Tensor:
@@ -509,7 +504,7 @@ class ReactionDenoiser(nn.Module):
         memory = self.memory_norm(torch.cat([null, spk, prv], dim=1))  # (B, 1 + S + P, D)
         memory_mask = torch.cat([ones[:, :1], speaker_visible, prev_visible], dim=1)  # (B, 1 + S + P)
 
-        c = self.time_mlp(sinusoidal_embedding(t, self.config.dim))  # (B, D)
+        c = self.time_mlp(self.time_table[t])  # (B, D)
         for block in self.blocks:
             h = block(h, memory, memory_mask, c)
         shift, scale = self.out_modulation(c).chunk(2, dim=-1)
@@ -526,6 +521,14 @@ class DiffusionConfig:
     cond_drop_prob: float = 0.1         # P(drop the speaker) in training, for guidance
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DiffusionConfig":
+        """Inverse of ``to_dict``; unknown keys raise a TypeError naming them."""
+        return cls(**{**d, "denoiser": DenoiserConfig(**d.get("denoiser", {}))})
+
 
 class LatentDiffusion(nn.Module):
     """Schedule + denoiser + prediction type + condition dropout: stage 2 of ReactDiff."""
@@ -536,7 +539,7 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {config.cond_drop_prob}")
         self.config = config
         self.schedule = make_schedule(config.schedule, config.num_train_steps)
-        self.denoiser = ReactionDenoiser(config.denoiser)
+        self.denoiser = ReactionDenoiser(config.denoiser, config.num_train_steps)
 
     def loss(self, x0: Tensor, speaker: Tensor, speaker_mask: Tensor | None = None, prev: Tensor | None = None,
              *, generator: torch.Generator | None = None) -> Tensor:
@@ -601,3 +604,45 @@ class LatentDiffusion(nn.Module):
         model_fn, x_T, timesteps, options = self._run(speaker, speaker_mask, prev, steps, eta, guidance,
                                                       spacing, sampler, generator, x_T)
         return sample_trajectory(model_fn, self.schedule, x_T, timesteps, **options)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+MODULE_NAME = "diffusion"  # the name the model's state dict and config are stored under
+
+
+def save_checkpoint(path: str | Path, model: LatentDiffusion, **extra: Any) -> Path:
+    """Save the diffusion model's weights and config atomically (``models.checkpoint`` format).
+
+    The schedule is rebuilt from the config, so the weights and config are the whole model.
+    A stage-2 file can hold this beside the autoencoder: ``checkpoint.save_checkpoint(path,
+    {"autoencoder": ae, "diffusion": model}, {"autoencoder": ..., "diffusion": model.config.to_dict()})``.
+
+    Args:
+        path: the ``.pt`` file. model: the model. extra: plain values to keep (step, metrics, ...).
+    """
+    return ckpt.save_checkpoint(path, {MODULE_NAME: model}, {MODULE_NAME: model.config.to_dict()}, **extra)
+
+
+def load_checkpoint(path: str | Path, config: DiffusionConfig | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[LatentDiffusion, DiffusionConfig, dict]:
+    """Rebuild a ``LatentDiffusion`` from a checkpoint; returns ``(model in eval mode, config, extra)``.
+
+    Args:
+        path: a file holding a ``"diffusion"`` module and config (``save_checkpoint``, or stage 2).
+        config: build from this config instead of the stored one; weights that do not fit it
+            raise ``CheckpointError`` naming the file.
+        map_location: device for the loaded tensors.
+    """
+    payload = ckpt.read_checkpoint(path, map_location)
+    if config is None:
+        if MODULE_NAME not in payload["config"]:
+            raise ckpt.CheckpointError(f"checkpoint {path} has no {MODULE_NAME!r} config "
+                                       f"(it holds {sorted(payload['config'])})")
+        try:
+            config = DiffusionConfig.from_dict(payload["config"][MODULE_NAME])
+        except (TypeError, ValueError) as err:
+            raise ckpt.CheckpointError(f"checkpoint {path}: bad diffusion config: {err}") from err
+    model = LatentDiffusion(config)
+    ckpt.load_modules(path, {MODULE_NAME: model}, payload)
+    return model.to(map_location).eval(), config, payload["extra"]
