@@ -517,7 +517,8 @@ class ReactionDenoiser(nn.Module):
 class DiffusionConfig:
     schedule: ScheduleKind = "cosine"   # noise schedule
     num_train_steps: int = 1000         # T
-    prediction: Prediction = "eps"      # what the denoiser outputs
+    prediction: Prediction = "v"        # what the denoiser outputs: v stays well-conditioned
+                                        # where ᾱ_t -> 0 (x̂0 from ε̂ divides by sqrt(ᾱ_t))
     cond_drop_prob: float = 0.1         # P(drop the speaker) in training, for guidance
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
 
