@@ -65,6 +65,9 @@ PRESETS = {
                     sessions_per_script=3, clips_per_recording=3),
     "default": Preset(clip_frames=751, scripts=(25, 6, 6), personas=(16, 6, 6),
                       sessions_per_script=4, clips_per_recording=4),
+    # the tiny format sample committed under data/sample/ (one train pair of 11 frames)
+    "sample": Preset(clip_frames=11, scripts=(1, 0, 0), personas=(2, 0, 0),
+                     sessions_per_script=1, clips_per_recording=1),
 }
 
 # Site-like names, as in the real 2024 release (react_benchmark.md): NoXI sessions with
@@ -466,6 +469,8 @@ def plan_dataset(preset: str, seed: int) -> dict:
                       "video_size": VIDEO_SIZE, "personas": {}, "scripts": {}, "splits": {}}
     recording = 0
     for s, split in enumerate(SPLITS):
+        if cfg.scripts[s] == 0:
+            continue
         rng = _rng(seed, "plan", split)
         persona_ids = [f"{split}-p{i:02d}" for i in range(cfg.personas[s])]
         for pid in persona_ids:
@@ -513,7 +518,8 @@ def generate(out: str | Path, preset: str = "default", seed: int = 0, workers: i
 
     Args:
         out: dataset root. Earlier generated content (our manifest, splits) is replaced.
-        preset: ``"smoke"`` (151-frame clips, a handful of sessions) or ``"default"``.
+        preset: ``"smoke"`` (151-frame clips, a handful of sessions), ``"default"``
+            (751-frame clips, 100/24/24 pairs) or ``"sample"`` (one 11-frame train pair).
         seed: everything is a function of it: same seed, byte-identical CSV/NPY files.
         workers: processes (default: 1 for smoke, 2 otherwise).
 
@@ -532,15 +538,15 @@ def generate(out: str | Path, preset: str = "default", seed: int = 0, workers: i
     frames = PRESETS[preset].clip_frames
     scripts = {sid: make_script(s, frames / FPS) for sid, s in manifest["scripts"].items()}
     jobs = [(str(root), split, pair, scripts[pair["script"]], frames, manifest["personas"])
-            for split in SPLITS for pair in manifest["splits"][split]["pairs"]]
-    workers = workers or (1 if preset == "smoke" else 2)
+            for split in manifest["splits"] for pair in manifest["splits"][split]["pairs"]]
+    workers = workers or (2 if preset == "default" else 1)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_session, *zip(*jobs), chunksize=4))
     else:
         for job in jobs:
             _write_session(*job)
-    for split in SPLITS:
+    for split in manifest["splits"]:
         pairs = manifest["splits"][split]["pairs"]
         rows = [",speaker_path,listener_path"] + [f"{i},{p['paths'][0]},{p['paths'][1]}" for i, p in enumerate(pairs)]
         atomic_write_text(root / f"{split}.csv", "\n".join(rows) + "\n")
@@ -623,7 +629,7 @@ def cli_synth(args) -> int:
     root = generate(args.out, args.preset, args.seed)
     seconds = time.perf_counter() - start
     m = read_manifest(root)
-    pairs = {s: len(m["splits"][s]["pairs"]) for s in SPLITS}
+    pairs = {s: len(m["splits"][s]["pairs"]) for s in m["splits"]}
     print(f"wrote {args.preset} dyadic world (seed {args.seed}) to {root} in {seconds:.1f} s")
     print(f"  pairs per split {pairs} (items = 2 x pairs), {m['config']['clip_frames']} frames per clip, "
           f"{len(m['scripts'])} scripts, {len(m['personas'])} personas, {_disk_size(root) / 1e6:.1f} MB")
