@@ -421,6 +421,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             stream.options = {"preset": "ultrafast", "crf": "26"}
+            stream.codec_context.thread_count = 1  # tiny frames: threads cost more than they give
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
