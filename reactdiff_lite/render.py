@@ -31,6 +31,7 @@ _DARK = (46, 31, 26)
 _MOUTH = (140, 31, 36)
 _WHITE = (255, 255, 255)
 _SUPERSAMPLE = 2  # draw at 2x and box-filter down: antialiased edges
+_CHUNK = 64       # frames per canvas: small canvases stay in cache
 
 
 def _ellipse(cu, cv, a, b, n: int = 16) -> np.ndarray:
@@ -66,7 +67,7 @@ def render_faces(emotion, tdmm=None, size: int = 64) -> np.ndarray:
     # little with yaw/pitch and rolls; the features shift more, which reads as a 3D turn.
     S = size * _SUPERSAMPLE
     hx, hy, cr, sr = 0.25 * yaw, 0.25 * pitch, np.cos(roll), np.sin(roll)
-    offset = np.arange(T)[:, None] * S  # every frame is drawn on one tall canvas
+    offset = (np.arange(T) % _CHUNK)[:, None] * S  # frames are drawn on tall canvases of _CHUNK frames
 
     def to_px(p: np.ndarray, feature: bool = True) -> list:
         """(T, n, 2) local points -> per-frame flat pixel lists for PIL."""
@@ -100,23 +101,27 @@ def render_faces(emotion, tdmm=None, size: int = 64) -> np.ndarray:
     lip = half_open[:, None] * np.sqrt(1 - np.concatenate([r, r[::-1]]) ** 2) * np.repeat([-1, 1], 11)
     mouth = to_px(np.stack([mu, centre + lip], -1))
 
-    canvas = Image.new("RGB", (S, S * T), tuple(int(c) for c in _BACKGROUND))
-    draw = ImageDraw.Draw(canvas)
     brow_width = max(1, round(0.08 * S / 2))
-    skin = tuple(int(c) for c in _SKIN)
-    for t in range(T):
-        draw.polygon(head[t], fill=skin)
-        for part in cheeks:
-            draw.polygon(part[t], fill=tuple(blush[t]))
-        for part in eyes:
-            draw.polygon(part[t], fill=_WHITE)
-        for part in pupils:
-            draw.polygon(part[t], fill=_DARK)
-        for part in brows:
-            draw.line(part[t], fill=_DARK, width=brow_width)
-        draw.polygon(nose[t], fill=(214, 170, 130))
-        draw.polygon(mouth[t], fill=_MOUTH)
-    return np.asarray(canvas.reduce(_SUPERSAMPLE)).reshape(T, size, size, 3).copy()
+    skin, background = tuple(int(c) for c in _SKIN), tuple(int(c) for c in _BACKGROUND)
+    out = np.empty((T, size, size, 3), np.uint8)
+    for first in range(0, T, _CHUNK):
+        frames = range(first, min(first + _CHUNK, T))
+        canvas = Image.new("RGB", (S, S * len(frames)), background)
+        draw = ImageDraw.Draw(canvas)
+        for t in frames:
+            draw.polygon(head[t], fill=skin)
+            for part in cheeks:
+                draw.polygon(part[t], fill=tuple(blush[t]))
+            for part in eyes:
+                draw.polygon(part[t], fill=_WHITE)
+            for part in pupils:
+                draw.polygon(part[t], fill=_DARK)
+            for part in brows:
+                draw.line(part[t], fill=_DARK, width=brow_width)
+            draw.polygon(nose[t], fill=(214, 170, 130))
+            draw.polygon(mouth[t], fill=_MOUTH)
+        out[frames.start:frames.stop] = np.asarray(canvas.reduce(_SUPERSAMPLE)).reshape(len(frames), size, size, 3)
+    return out
 
 
 def _rows(emotion, tdmm) -> tuple[list, list]:
