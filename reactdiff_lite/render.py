@@ -34,6 +34,13 @@ _SUPERSAMPLE = 2  # draw at 2x and box-filter down: antialiased edges
 _CHUNK = 64       # frames per canvas: small canvases stay in cache
 
 
+def _numpy(x) -> np.ndarray:
+    """numpy float32 view of an array or a (possibly CUDA, grad-tracking) tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
 def _ellipse(cu, cv, a, b, n: int = 16) -> np.ndarray:
     """(T, n, 2) points of ellipses with centres (cu, cv) and radii (a, b), each (T,) or scalar."""
     theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
@@ -55,12 +62,12 @@ def render_faces(emotion, tdmm=None, size: int = 64) -> np.ndarray:
     """
     from PIL import Image, ImageDraw
 
-    e = np.asarray(emotion, dtype=np.float32)
+    e = _numpy(emotion)
     if e.ndim != 2 or e.shape[1] < 15:
         raise ValueError(f"render_faces expects emotion (T, 25), got {e.shape}")
     T = e.shape[0]
     au = {name: np.clip(e[:, i], 0, 1) for name, i in _AU.items()}  # (T,) each
-    rot = np.zeros((T, 3), np.float32) if tdmm is None else np.asarray(tdmm, np.float32).reshape(T, -1)[:, TDMM_ROT]
+    rot = np.zeros((T, 3), np.float32) if tdmm is None else _numpy(tdmm).reshape(T, -1)[:, TDMM_ROT]
     pitch, yaw, roll = np.clip(rot, -0.6, 0.6).T  # (T,) each, radians
 
     # Face-local coordinates (u right, v down, in [-1, 1]) -> image pixels. The head shifts a
@@ -126,12 +133,12 @@ def render_faces(emotion, tdmm=None, size: int = 64) -> np.ndarray:
 
 def _rows(emotion, tdmm) -> tuple[list, list]:
     """Normalise one (T, 25) clip or (R, T, 25) rows into lists of R arrays."""
-    e = np.asarray(emotion, dtype=np.float32)
+    e = _numpy(emotion)
     rows = [e] if e.ndim == 2 else list(e)
     if tdmm is None:
         poses = [None] * len(rows)
     else:
-        p = np.asarray(tdmm, dtype=np.float32)
+        p = _numpy(tdmm)
         p = p.reshape(*p.shape[:-2], p.shape[-1]) if p.ndim >= 3 and p.shape[-2] == 1 else p
         poses = [p] if p.ndim == 2 else list(p)
     if len(poses) != len(rows):
