@@ -126,7 +126,7 @@ def make_schedule(kind: ScheduleKind = "cosine", num_steps: int = 1000) -> Noise
 
 def _at(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
     """values[t] shaped (B, 1, …, 1) to broadcast against ``like`` (B, …), in its dtype/device."""
-    out = values.to(like.device)[t.to(like.device)].to(like.dtype)  # (B,)
+    out = values[t.detach().cpu()].to(like.device, like.dtype)  # (B,), gathered in float64 on the CPU
     return out.reshape(-1, *([1] * (like.ndim - 1)))
 
 
