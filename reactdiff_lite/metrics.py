@@ -39,7 +39,7 @@ float32 data.
 DTW is a numba kernel, exact to tslearn (same cell costs, same recurrence, no
 approximation), that fuses the three groups in one pass over the cost table, keeps
 two rolling rows instead of the table, and runs the (item, prediction) tasks in
-parallel. FRDist's minimum over the appropriate set uses exact pruning: candidates are
+parallel on a thread pool. FRDist's minimum over the appropriate set uses exact pruning: candidates are
 visited in order of their lock-step (diagonal-path) cost, an upper bound of DTW, and a
 candidate is abandoned as soon as ``Σ_g w_g sqrt(min_j C_g[i, j])`` exceeds the best
 value so far (every warping path crosses row i, and accumulated costs only grow, so
@@ -53,10 +53,12 @@ FRRea (an FID of rendered faces, which needs a proprietary renderer).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 from .data.schema import AU, EMOTION_DIM, FE, VA
 
@@ -142,6 +144,34 @@ def _groups(groups, D: int) -> tuple[np.ndarray, np.ndarray]:
         bounds.append(stop)
         weights.append(float(w))
     return np.asarray(bounds, np.int64), np.asarray(weights, np.float64)
+
+
+def default_threads() -> int:
+    """Worker threads for the compiled kernels: ``$REACTDIFF_THREADS``, else all CPUs."""
+    return int(os.environ.get("REACTDIFF_THREADS", 0)) or os.cpu_count() or 1
+
+
+def _parallel(work: Callable[[int, int], None], n: int, chunk: int, threads: int | None,
+              progress: bool = False, desc: str = "", unit: str = "task") -> None:
+    """Run ``work(start, stop)`` over [0, n) in chunks on a thread pool (the kernels release
+    the GIL). Small chunks balance the uneven cost that pruning creates."""
+    spans = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, desc=desc, unit=unit)
+    threads = threads or default_threads()
+    if threads == 1:
+        for a, b in spans:
+            work(a, b)
+            bar is not None and bar.update(b - a)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            for (a, b), f in zip(spans, [pool.submit(work, a, b) for a, b in spans]):
+                f.result()
+                bar is not None and bar.update(b - a)
+    if bar is not None:
+        bar.close()
 
 
 # --------------------------------------------------------------------------------- CCC
@@ -418,9 +448,9 @@ def _dtw_groups(x, yt, n, m, bounds, weights, bound):
     return total
 
 
-@njit(cache=True, parallel=True)
-def _dtw_pairs(X, Yt, nx, my, ix, iy, bounds, weights, out):
-    for t in prange(ix.shape[0]):
+@njit(cache=True, nogil=True)
+def _dtw_pairs(X, Yt, nx, my, ix, iy, bounds, weights, out, start, stop):
+    for t in range(start, stop):
         a = ix[t]
         b = iy[t]
         out[t] = _dtw_groups(X[a], Yt[b], nx[a], my[b], bounds, weights, np.inf)
@@ -444,7 +474,7 @@ def _lengths(x: np.ndarray, name: str) -> np.ndarray:
     return length.astype(np.int64)
 
 
-def dtw(x, y, *, groups=None) -> np.ndarray | float:
+def dtw(x, y, *, groups=None, threads: int | None = None) -> np.ndarray | float:
     """Batched DTW with tslearn's definition (``tslearn.metrics.dtw``).
 
     ``DTW(x, y) = sqrt(min_path Σ_(i,j)∈path ‖x_i − y_j‖²)`` over unconstrained warping
@@ -455,6 +485,7 @@ def dtw(x, y, *, groups=None) -> np.ndarray | float:
     Args:
         x: (..., n, D) and y: (..., m, D), numpy or torch; the batch dims broadcast.
         groups: optional ``[(start, stop, weight), ...]`` to return ``Σ_g w_g DTW(x[..., g], y[..., g])``.
+        threads: worker threads (default :func:`default_threads`).
 
     Returns:
         float for 2-d inputs, else a float64 array of the broadcast batch shape.
@@ -475,51 +506,57 @@ def dtw(x, y, *, groups=None) -> np.ndarray | float:
     ix = np.broadcast_to(np.arange(X.shape[0]).reshape(x.shape[:-2]), batch).ravel()
     iy = np.broadcast_to(np.arange(Yt.shape[0]).reshape(y.shape[:-2]), batch).ravel()
     out = np.empty(ix.size)
-    _dtw_pairs(X, Yt, nx.ravel(), my.ravel(), ix.astype(np.int64), iy.astype(np.int64), bounds, weights, out)
+    nx, my, ix, iy = nx.ravel(), my.ravel(), ix.astype(np.int64), iy.astype(np.int64)
+    _parallel(lambda a, b: _dtw_pairs(X, Yt, nx, my, ix, iy, bounds, weights, out, a, b), ix.size, 16, threads)
     return float(out[0]) if out.ndim and batch == () else out.reshape(batch)
 
 
-@njit(cache=True, parallel=True)
-def _frdist_tasks(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
-    """out[t] = min over candidates of the weighted group DTW for task t = (item, prediction)."""
+@njit(cache=True, nogil=True)
+def _frdist_items(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
+    """out[n, k] = min over app(n) of the weighted group DTW of P[n, k]; visited[n, k]
+    counts the candidates that were not abandoned. P: (n, K, T, D) float64 items."""
     K = P.shape[1]
     T = P.shape[2]
     G = weights.shape[0]
-    for t in prange(out.shape[0]):
-        n = t // K
-        x = P[n, t % K]                                    # (T, D)
+    for n in range(P.shape[0]):
         cand = idx[ptr[n]:ptr[n + 1]]
         C = cand.shape[0]
-        ub = np.empty(C)                                   # lock-step (diagonal path) cost >= DTW
-        for c in range(C):
-            y = Lt[cand[c]]
-            s = 0.0
-            for g in range(G):
-                acc = 0.0
-                for i in range(T):
-                    for k in range(bounds[g], bounds[g + 1]):
-                        e = x[i, k] - y[k, i]
-                        acc += e * e
-                s += weights[g] * np.sqrt(acc)
-            ub[c] = s
-        order = np.argsort(ub)                             # likely best first
-        best = np.inf
-        bound = ub[order[0]] * (1.0 + 1e-9) if prune else np.inf
-        used = 0
-        for c in order:
-            v = _dtw_groups(x, Lt[cand[c]], T, T, bounds, weights, bound)
-            used += 1 if v < np.inf else 0
-            if v < best:
-                best = v
-                if prune:
-                    bound = min(bound, best * (1.0 + 1e-9))
-        out[t] = best
-        visited[t] = used
+        ub = np.empty(C)
+        for k in range(K):
+            x = P[n, k]                                    # (T, D)
+            for c in range(C):                             # lock-step (diagonal path) cost >= DTW
+                y = Lt[cand[c]]
+                s = 0.0
+                for g in range(G):
+                    acc = 0.0
+                    for i in range(T):
+                        for d in range(bounds[g], bounds[g + 1]):
+                            e = x[i, d] - y[d, i]
+                            acc += e * e
+                    s += weights[g] * np.sqrt(acc)
+                ub[c] = s
+            order = np.argsort(ub)                         # likely best first
+            bound = ub[order[0]] * (1.0 + PRUNE_MARGIN) if prune else np.inf
+            best = np.inf
+            used = 0
+            for c in order:
+                v = _dtw_groups(x, Lt[cand[c]], T, T, bounds, weights, bound)
+                if v < np.inf:
+                    used += 1
+                if v < best:
+                    best = v
+                    if prune:
+                        bound = min(bound, best * (1.0 + PRUNE_MARGIN))
+            out[n, k] = best
+            visited[n, k] = used
 
 
-def frdist_table(pred, listener, neighbours, *, groups=None, prune: bool = True,
-                 progress: bool = False, chunk: int = 256) -> np.ndarray:
-    """(N, K) table of ``min_{j∈app(n)} Σ_g w_g DTW(pred[n,k,:,g], L_j[:,g])``; see :func:`frdist`."""
+def frdist_table(pred, listener, neighbours, *, groups=None, prune: bool = True, progress: bool = False,
+                 threads: int | None = None, return_visited: bool = False):
+    """(N, K) table of ``min_{j∈app(n)} Σ_g w_g DTW(pred[n,k,:,g], L_j[:,g])``; see :func:`frdist`.
+
+    With ``return_visited`` also the (N, K) number of candidates computed to the end
+    (the others were abandoned early)."""
     p = _pred(pred)
     L = _people(listener, "listener", p)
     A = _neighbours(neighbours, p.shape[0])
@@ -528,23 +565,19 @@ def frdist_table(pred, listener, neighbours, *, groups=None, prune: bool = True,
     Lt = np.ascontiguousarray(L.astype(np.float64).transpose(0, 2, 1))     # (N, D, T)
     ptr = np.concatenate([[0], np.cumsum(A.sum(1))]).astype(np.int64)
     idx = np.nonzero(A)[1].astype(np.int64)
-    P = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)
-    out = np.empty(N * K)
-    visited = np.empty(N * K, np.int64)
-    step = max(1, chunk // K)
-    items = range(0, N, step)
-    if progress:
-        from tqdm.auto import tqdm
-        items = tqdm(items, desc="FRDist (DTW)", unit="item", unit_scale=step, total=len(items))
-    for a in items:
-        b = min(N, a + step)
-        _frdist_tasks(np.ascontiguousarray(P[a:b]), Lt, ptr[a:b + 1], idx, bounds, weights, prune,
-                      out[a * K:b * K], visited[a * K:b * K])
-    return out.reshape(N, K)
+    out = np.empty((N, K))
+    visited = np.empty((N, K), np.int64)
+
+    def work(a: int, b: int) -> None:
+        _frdist_items(np.ascontiguousarray(p[a:b], dtype=np.float64), Lt, ptr[a:b + 1], idx, bounds, weights,
+                      prune, out[a:b], visited[a:b])
+
+    _parallel(work, N, max(1, 16 // K), threads, progress, "FRDist (DTW)", "item")
+    return (out, visited) if return_visited else out
 
 
 def frdist(pred, listener, neighbours, *, reduce: str = "sum", groups=None, prune: bool = True,
-           progress: bool = False) -> float:
+           progress: bool = False, threads: int | None = None) -> float:
     """FRDist: ``(1/N) Σ_n Σ_k min_{j∈app(n)} Σ_g w_g DTW(pred[n,k,:,g], L_j[:,g])`` (lower is better).
 
     Args:
@@ -554,9 +587,10 @@ def frdist(pred, listener, neighbours, *, reduce: str = "sum", groups=None, prun
             weights 1/15, 1, 1/8 for D = 25, and plain DTW over all dims (weight 1) for any
             other D, e.g. the 58-d 3DMM.
         prune: exact early abandoning (never changes the value); False checks every pair fully.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar; threads: worker threads (default :func:`default_threads`).
     """
-    return _reduce(frdist_table(pred, listener, neighbours, groups=groups, prune=prune, progress=progress), reduce)
+    table = frdist_table(pred, listener, neighbours, groups=groups, prune=prune, progress=progress, threads=threads)
+    return _reduce(table, reduce)
 
 
 # --------------------------------------------------------------------------- diversity
@@ -637,13 +671,13 @@ def _window_constant(head, tail, d, start, stop, T):
     return (start == 0 and stop <= head[d]) or (stop == T and start >= tail[d])
 
 
-@njit(cache=True, parallel=True)
-def _tlcc_offsets(X, S, item, max_lag, out):
-    """out[t] = |49 − argmax_lag mean_d Pearson(X[t] shifted, S[item[t]])|, official TLCC."""
-    T, D = X.shape[1], X.shape[2]
-    for t in prange(X.shape[0]):
-        x = X[t]
-        y = S[item[t]]
+@njit(cache=True, nogil=True)
+def _tlcc_offsets(X, S, max_lag, out):
+    """out[n, k] = |49 − argmax_lag mean_d Pearson(X[n, k] shifted, S[n])|, the official TLCC."""
+    T, D = X.shape[2], X.shape[3]
+    for t in range(X.shape[0] * X.shape[1]):
+        x = X[t // X.shape[1], t % X.shape[1]]
+        y = S[t // X.shape[1]]
         hx, tx = _constant_runs(x)
         hy, ty = _constant_runs(y)
         best = -np.inf
@@ -685,10 +719,11 @@ def _tlcc_offsets(X, S, item, max_lag, out):
             if v > best:
                 best = v
                 arg = a
-        out[t] = abs(max_lag - arg)
+        out[t // X.shape[1], t % X.shape[1]] = abs(max_lag - arg)
 
 
-def frsyn(pred, speaker, *, all_predictions: bool = False, max_lag: int = MAX_LAG) -> float:
+def frsyn(pred, speaker, *, all_predictions: bool = False, max_lag: int = MAX_LAG,
+          threads: int | None = None) -> float:
     """FRSyn: mean |offset| of the TLCC peak against the speaker, lags ±49 (lower is better).
 
     Args:
@@ -702,10 +737,12 @@ def frsyn(pred, speaker, *, all_predictions: bool = False, max_lag: int = MAX_LA
     if T <= max_lag + 1:
         raise ValueError(f"FRSyn needs T > {max_lag + 1} frames, got {T}")
     X = p if all_predictions else p[:, :1]
-    X = np.ascontiguousarray(X.reshape(-1, T, D), dtype=np.float64)
-    item = np.repeat(np.arange(N), X.shape[0] // N)
-    out = np.empty(X.shape[0], np.int64)
-    _tlcc_offsets(X, S, item, max_lag, out)
+    out = np.empty(X.shape[:2], np.int64)
+
+    def work(a: int, b: int) -> None:
+        _tlcc_offsets(np.ascontiguousarray(X[a:b], dtype=np.float64), S[a:b], max_lag, out[a:b])
+
+    _parallel(work, N, 8, threads)
     return float(out.mean())
 
 
@@ -728,8 +765,8 @@ def frechet_distance(real, fake) -> float:
     root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                 # Σr^½
     middle = np.linalg.eigvalsh(root_a @ np.atleast_2d(cb) @ root_a)   # eigenvalues of Σr^½ Σf Σr^½
     trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(np.atleast_2d(ca)) + np.trace(np.atleast_2d(cb))
-                 - 2 * trace_sqrt)
+    fd = ((mu_a - mu_b) ** 2).sum() + np.trace(np.atleast_2d(ca)) + np.trace(np.atleast_2d(cb)) - 2 * trace_sqrt
+    return float(max(fd, 0.0))                                         # >= 0; rounding can dip below
 
 
 def behaviour_windows(x, window: int = 5) -> np.ndarray:
@@ -760,7 +797,8 @@ def realism_proxy(pred, listener, *, window: int = 5) -> float:
 
 # ----------------------------------------------------------------------------- evaluate
 def evaluate(pred, listener, speaker, neighbours, *, reduce: str = "sum", all_predictions: bool = False,
-             groups=None, realism: bool = False, window: int = 5, progress: bool = False) -> dict[str, float]:
+             groups=None, realism: bool = False, window: int = 5, progress: bool = False,
+             threads: int | None = None) -> dict[str, float]:
     """All six REACT metrics, official definitions by default.
 
     Args:
@@ -771,7 +809,7 @@ def evaluate(pred, listener, speaker, neighbours, *, reduce: str = "sum", all_pr
         all_predictions: FRSyn over all K predictions instead of the first (official).
         groups: DTW groups, see :func:`frdist`.
         realism: also return ``FRRea_proxy`` (:func:`realism_proxy`).
-        progress: tqdm bar for the DTW part.
+        progress: tqdm bar for the DTW part; threads: worker threads (default :func:`default_threads`).
 
     Returns:
         ``{"FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"}`` (+ ``"FRRea_proxy"``) floats.
@@ -782,11 +820,11 @@ def evaluate(pred, listener, speaker, neighbours, *, reduce: str = "sum", all_pr
     A = _neighbours(neighbours, p.shape[0])
     out = {
         "FRCorr": frcorr(p, L, A, reduce=reduce),
-        "FRDist": frdist(p, L, A, reduce=reduce, groups=groups, progress=progress),
+        "FRDist": frdist(p, L, A, reduce=reduce, groups=groups, progress=progress, threads=threads),
         "FRDiv": frdiv(p),
         "FRVar": frvar(p),
         "FRDvs": frdvs(p),
-        "FRSyn": frsyn(p, S, all_predictions=all_predictions),
+        "FRSyn": frsyn(p, S, all_predictions=all_predictions, threads=threads),
     }
     if realism:
         out["FRRea_proxy"] = realism_proxy(p, L, window=window)

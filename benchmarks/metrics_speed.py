@@ -1,0 +1,196 @@
+"""REACT metrics: our numba implementation vs the official approach, same inputs, one process.
+
+The official approach is ``tests/react_reference.py``: tslearn DTW pair by pair and group
+by group (the official ``compute_FRD``, without its process pool), per-dimension numpy
+CCC and TLCC loops. Ours is ``reactdiff_lite.metrics``. The script
+
+1. builds REACT-like inputs: listeners with binary AU channels, smooth valence/arousal
+   and expression probabilities; ``--pred model`` (default) makes each prediction a
+   noisy, time-shifted copy of one appropriate listener, as a trained model's output
+   resembles some appropriate reaction; ``--pred random`` makes unrelated predictions
+   (the worst case for pruning: every candidate is about equally far);
+2. times FRDist both ways on identical inputs and prints the ratio and the max |difference|;
+3. times every metric's unit of work both ways and projects the full suite onto a
+   REACT-2024-sized test set (N = 1614, K = 10, ~20 neighbours per item).
+
+Usage::
+
+    python benchmarks/metrics_speed.py [--items 24 --k 2 --neighbours 20 --frames 750 --pred model]
+
+Timings are wall-clock on a shared machine: the load average is printed; rerun when quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import react_reference as official  # noqa: E402
+
+from reactdiff_lite import metrics  # noqa: E402
+
+REACT_2024 = dict(N=1614, K=10, C=20)
+
+
+def smooth(rng: np.random.Generator, shape: tuple, width: float) -> np.ndarray:
+    """Gaussian-smoothed white noise along axis -2, unit standard deviation."""
+    T = shape[-2]
+    t = np.arange(-3 * int(width), 3 * int(width) + 1)
+    kernel = np.exp(-0.5 * (t / width) ** 2)
+    x = rng.normal(size=shape[:-2] + (T + len(t) - 1, shape[-1]))
+    y = np.apply_along_axis(lambda v: np.convolve(v, kernel, "valid"), -2, x)
+    return y / y.std()
+
+
+def listeners(rng: np.random.Generator, n: int, T: int) -> np.ndarray:
+    """(n, T, 25): binary AUs (~20 % active), VA in [-1, 1], FE probabilities."""
+    au = (smooth(rng, (n, T, 15), 12) > 0.85).astype(np.float32)
+    va = np.tanh(0.7 * smooth(rng, (n, T, 2), 25))
+    logits = 1.5 * smooth(rng, (n, T, 8), 20)
+    fe = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return np.concatenate([au, va, fe], -1).astype(np.float32)
+
+
+def predictions(rng: np.random.Generator, L: np.ndarray, A: np.ndarray, K: int, kind: str) -> np.ndarray:
+    """(N, K, T, 25) float32 predictions with continuous AUs."""
+    N, T, _ = L.shape
+    if kind == "random":
+        p = listeners(rng, N * K, T).reshape(N, K, T, 25)
+        p[..., :15] = 1 / (1 + np.exp(-2 * smooth(rng, (N, K, T, 15), 12)))
+        return p
+    out = np.empty((N, K, T, 25), np.float32)
+    for n in range(N):
+        for k in range(K):
+            j = rng.choice(np.flatnonzero(A[n]))
+            base = np.roll(L[j], int(rng.integers(-10, 11)), axis=0)
+            out[n, k] = np.clip(base + 0.15 * smooth(rng, (T, 25), 8), -1, 1)
+            out[n, k, :, :15] = np.clip(0.1 + 0.8 * base[:, :15] + 0.15 * smooth(rng, (T, 15), 8), 0, 1)
+    return out
+
+
+def neighbour_matrix(rng: np.random.Generator, N: int, C: int) -> np.ndarray:
+    """(N, N) 0/1 with the diagonal and C-1 random others per row."""
+    A = np.eye(N, dtype=np.int64)
+    for n in range(N):
+        A[n, rng.choice(np.delete(np.arange(N), n), min(C, N) - 1, replace=False)] = 1
+    return A
+
+
+def best_of(f, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def official_frdist_table(pred, L, A) -> np.ndarray:
+    N, K = pred.shape[:2]
+    table = np.empty((N, K))
+    for n in range(N):
+        js = np.flatnonzero(A[n])
+        for k in range(K):
+            table[n, k] = min(official.dtw_official(pred[n, k], L[j]) for j in js)
+    return table
+
+
+def official_frdvs(pred: np.ndarray) -> float:
+    """The official compute_FRDvs: squared torch.cdist between all items, per prediction index."""
+    import torch
+
+    N, K = pred.shape[:2]
+    p = torch.from_numpy(pred).reshape(N, K, -1).transpose(0, 1)                   # (K, N, T*D)
+    return float(torch.cdist(p, p).pow(2).sum() / (N * (N - 1) * K) / p.shape[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=24)
+    ap.add_argument("--k", type=int, default=2)
+    ap.add_argument("--neighbours", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=750)
+    ap.add_argument("--pred", choices=["model", "random"], default="model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="our timings: best of this many runs")
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(args.seed)
+    N, K, T, C = args.items, args.k, args.frames, args.neighbours
+    A = neighbour_matrix(rng, N, C)
+    L = listeners(rng, N, T)
+    S = listeners(rng, N, T)
+    pred = predictions(rng, L, A, K, args.pred)
+    pairs = int(A.sum()) * K
+    threads = metrics.default_threads()
+    print(f"inputs: N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({pairs} DTW pairs), "
+          f"predictions '{args.pred}'; {threads} threads; load average {os.getloadavg()}")
+
+    metrics.evaluate(pred[:2, :1, :60], L[:2, :60], S[:2, :60], np.eye(2))     # compile / load the caches
+    official.frdist(pred[:2, :1, :60], L[:2, :60], np.eye(2))
+
+    # --------------------------------------------------------------- FRDist, side by side
+    t_off = time.perf_counter()
+    table_off = official_frdist_table(pred, L, A)
+    t_off = time.perf_counter() - t_off
+    t_ours, (table, visited) = best_of(lambda: metrics.frdist_table(pred, L, A, return_visited=True), args.repeat)
+    t_full, table_full = best_of(lambda: metrics.frdist_table(pred, L, A, prune=False), 1)
+    t_one, _ = best_of(lambda: metrics.frdist_table(pred, L, A, threads=1), args.repeat)
+    diff = np.abs(table - table_off)
+    print("\nFRDist (per-task minima, N x K)")
+    print(f"  official (tslearn per pair per group, 1 process): {t_off:8.2f} s   FRDist = {table_off.sum(1).mean():.6f}")
+    print(f"  ours, pruned, {threads} threads:                     {t_ours:8.3f} s   FRDist = {table.sum(1).mean():.6f}")
+    print(f"  ours, pruned, 1 thread:                           {t_one:8.3f} s")
+    print(f"  ours, every pair (no pruning), {threads} threads:       {t_full:8.3f} s")
+    print(f"  speed-up: {t_off / t_ours:.1f}x  (1 thread: {t_off / t_one:.1f}x; without pruning: {t_off / t_full:.1f}x)")
+    print(f"  pruning: {visited.sum()} of {pairs} candidate DTWs computed to the end, the rest abandoned early")
+    print(f"  max |difference| vs official: {diff.max():.3e} (relative {(diff / table_off).max():.3e}); "
+          f"pruned == unpruned bit for bit: {np.array_equal(table, table_full)}")
+
+    # ------------------------------------------------------- projection of the full suite
+    n_sub = min(N, 4)
+    sub = np.s_[:n_sub]
+    js = [np.flatnonzero(A[n]) for n in range(n_sub)]
+    t_ccc = time.perf_counter()
+    for n in range(n_sub):
+        for j in js[n]:
+            official.ccc_official(L[j], pred[n, 0])
+    t_ccc = (time.perf_counter() - t_ccc) / sum(len(j) for j in js)                 # per pair
+    t_tlcc = time.perf_counter()
+    for n in range(n_sub):
+        official.tlcc_offset(pred[n, 0], S[n])
+    t_tlcc = (time.perf_counter() - t_tlcc) / n_sub                                  # per item
+    t_rest_off = time.perf_counter()
+    official.frdiv(pred[sub]), official.frvar(pred[sub])
+    t_rest_off = (time.perf_counter() - t_rest_off) / (n_sub * K)                    # per prediction
+    t_dvs_off, _ = best_of(lambda: official_frdvs(pred), 1)                          # O(N^2) cdist
+
+    t_corr, _ = best_of(lambda: metrics.frcorr(pred, L, A), args.repeat)
+    t_syn, _ = best_of(lambda: metrics.frsyn(pred, S), args.repeat)
+    t_rest, _ = best_of(lambda: (metrics.frdiv(pred), metrics.frvar(pred), metrics.frdvs(pred)), args.repeat)
+
+    P = REACT_2024
+    tasks, cand_pairs = P["N"] * P["K"], P["N"] * P["K"] * P["C"]
+    rows = [
+        ("FRDist", t_off / pairs * cand_pairs, t_ours / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
+        ("FRCorr", t_ccc * cand_pairs, t_corr / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
+        ("FRSyn", t_tlcc * P["N"], t_syn / N * P["N"]),
+        ("FRDiv+FRVar+FRDvs", t_rest_off * tasks + t_dvs_off * (P["N"] / N) ** 2 * P["K"] / K,
+         t_rest / (N * K) * tasks),
+    ]
+    print(f"\nprojection to a REACT-2024-sized test set (N={P['N']}, K={P['K']}, {P['C']} neighbours; "
+          f"each metric scaled by its unit of work; official FRDvs's cdist by N^2, ours is O(N)):")
+    print(f"  {'metric':<20}{'official':>14}{'ours':>12}{'ratio':>9}")
+    for name, a, b in rows + [("all six", sum(r[1] for r in rows), sum(r[2] for r in rows))]:
+        print(f"  {name:<20}{a / 60:>11.1f} min{b:>10.1f} s{a / b:>8.0f}x")
+    print(f"\nload average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
