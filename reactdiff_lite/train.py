@@ -23,8 +23,8 @@ Optimisation, the same for both stages:
 - EMA weights θ̄ ← d θ̄ + (1 − d) θ with d = min(ema, (1 + s) / (10 + s)); validation,
   ``best.pt`` and sampling use θ̄. Selection is on the **val** split, never test.
 
-Randomness is counter-based: the batch of step s and the noise of its micro-batch c come
-from generators seeded with (seed, s) and (seed, s, c). So ``--resume`` continues exactly,
+Randomness is counter-based: the initial weights, the batch of step s and the noise and
+dropout of its micro-batch c come from generators seeded with (seed, purpose, s, c). So ``--resume`` continues exactly,
 and a DDP step on P processes equals a one-process step with P times the accumulation on
 the same global batch (micro-batch c is the same draw wherever it runs).
 
@@ -170,6 +170,8 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
 
 # ----------------------------------------------------------------------------- pieces
 
+INIT, BATCH, NOISE, DROPOUT, VAL = range(5)  # purposes of the counter-based seeds
+
 class TrainingDiverged(RuntimeError):
     """The loss (or gradient norm) became NaN or infinite; the last good checkpoint is kept."""
 
@@ -308,7 +310,7 @@ class Stage1Task:
 
     @torch.no_grad()
     def val_loss(self, net: nn.Module) -> float:
-        g = torch.Generator(self.device).manual_seed(derive_seed(self.cfg.run.seed, 271828))
+        g = torch.Generator(self.device).manual_seed(derive_seed(self.cfg.run.seed, VAL))
         total, n, step = 0.0, 0, self.cfg.run.val_batch
         for i in range(0, len(self.val_items), step):
             b = take_windows(self.val, self.val_items[i:i + step], self.val_starts[i:i + step], self.window)
@@ -408,7 +410,7 @@ class Stage2Task:
 
     @torch.no_grad()
     def val_loss(self, net: nn.Module) -> float:
-        g = torch.Generator(self.device).manual_seed(derive_seed(self.cfg.run.seed, 271828))
+        g = torch.Generator(self.device).manual_seed(derive_seed(self.cfg.run.seed, VAL))
         total, n = 0.0, 0
         for i in range(0, len(self.val_items), self.cfg.run.val_batch):
             items, starts = self.val_items[i:i + self.cfg.run.val_batch], self.val_starts[i:i + self.cfg.run.val_batch]
@@ -512,7 +514,10 @@ def _train(cfg: TrainConfig, resume: bool, dist_: Dist) -> Path:
     run = Path(cfg.run.out)
     run.mkdir(parents=True, exist_ok=True)
     _ensure_data(cfg, dist_)
-    task = Stage1Task(cfg, device, dist_) if cfg.stage == 1 else Stage2Task(cfg, device, dist_)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(derive_seed(cfg.run.seed, INIT))  # the initial weights
+        task = Stage1Task(cfg, device, dist_) if cfg.stage == 1 else Stage2Task(cfg, device, dist_)
     o = cfg.train
     chunks = dist_.world * o.grad_accum
     if o.batch_size % chunks:
@@ -561,17 +566,17 @@ def _train(cfg: TrainConfig, resume: bool, dist_: Dist) -> Path:
                dynamic_ncols=True)
     net.train()
     while step < o.steps:
-        batch = task.batch(torch.Generator().manual_seed(derive_seed(cfg.run.seed, step)), o.batch_size)
+        batch = task.batch(torch.Generator().manual_seed(derive_seed(cfg.run.seed, BATCH, step)), o.batch_size)
         optimizer.zero_grad(set_to_none=True)
         losses, logs = [], {}
         for a in range(o.grad_accum):
             c = dist_.rank * o.grad_accum + a  # this micro-batch's place in the global batch
             part = _slice(batch, c * micro, (c + 1) * micro, device)
-            g = torch.Generator(device).manual_seed(derive_seed(cfg.run.seed, step, c))
+            g = torch.Generator(device).manual_seed(derive_seed(cfg.run.seed, NOISE, step, c))
             sync = a == o.grad_accum - 1 or dist_.world == 1
             with (nullcontext() if sync else objective.no_sync()), \
-                    torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-                torch.manual_seed(derive_seed(cfg.run.seed, step, c, 1))  # dropout, counter-based too
+                    torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(derive_seed(cfg.run.seed, DROPOUT, step, c))  # dropout, counter-based too
                 with autocast():
                     loss, parts = objective(part, g)
                 scaled = loss / o.grad_accum

@@ -1,0 +1,253 @@
+"""Two-stage training: configs, a smoke run of each stage, exact resume, DDP on CPU, NaN stop.
+
+Everything runs on the smoke world with tiny models: about half a minute in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from reactdiff_lite.config import ConfigError
+from reactdiff_lite.data.synthetic import ensure_dataset
+from reactdiff_lite.models import checkpoint as ckpt
+from reactdiff_lite.models.autoencoder import ReactionAutoencoder, load_checkpoint
+from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+TINY_AE = ["autoencoder.latent_dim=8", "autoencoder.decoder_hidden=16", "autoencoder.encoder.dim=16",
+           "autoencoder.encoder.n_mels=16", "autoencoder.mmt.heads=2"]
+TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    return ensure_dataset(tmp_path_factory.mktemp("world") / "smoke", "smoke", 0)
+
+
+def stage1_cfg(world: Path, out: Path, *extra: str):
+    return load_config(CONFIGS / "stage1_smoke.yaml", [
+        f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
+        "train.steps=6", "train.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_AE, *extra])
+
+
+def stage2_cfg(world: Path, out: Path, *extra: str):
+    return load_config(CONFIGS / "stage2_smoke.yaml", [
+        f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
+        "train.steps=6", "train.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_DIFF, *extra])
+
+
+@pytest.fixture(scope="module")
+def stage1(world, tmp_path_factory) -> Path:
+    """A trained tiny stage-1 run: runs/stage1/best.pt beside where stage 2 runs go."""
+    out = tmp_path_factory.mktemp("runs") / "stage1"
+    return train(stage1_cfg(world, out))
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r}
+
+
+# ----------------------------------------------------------------------------- configs
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_committed_configs_load_and_use_no_absolute_paths(path):
+    cfg = load_config(path)
+    assert cfg.stage == (1 if path.stem.startswith("stage1") else 2)
+    assert not Path(cfg.data.root).is_absolute() and not Path(cfg.run.out).is_absolute()
+    if cfg.stage == 2:
+        assert not Path(cfg.stage2.stage1_checkpoint).is_absolute()
+        assert (Path(cfg.run.out) / cfg.stage2.stage1_checkpoint).resolve().parent.name.startswith("stage1")
+
+
+def test_overrides_set_nested_typed_values():
+    cfg = load_config(CONFIGS / "stage1_smoke.yaml", ["train.lr=1e-4", "train.steps=7", "autoencoder.encoder.video=true",
+                                                      "run.device=cpu", "data.preset=null", "train.betas=[0.8, 0.9]"])
+    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float) and cfg.train.steps == 7
+    assert cfg.autoencoder.encoder.video is True and cfg.run.device == "cpu" and cfg.data.preset is None
+    assert cfg.train.betas == (0.8, 0.9)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.stepz=3", "unknown key(s) ['stepz']"),
+    ("train.steps=many", "train.steps: expected an integer"),
+    ("train.steps=2.5", "train.steps: expected an integer"),
+    ("autoencoder.mmt.fusion=sum", "fusion"),
+    ("stage=3", "stage: 3 is not one of [1, 2]"),
+    ("train.steps", "is not KEY=VALUE"),
+    ("train.lr.value=1", "'lr' is a value, not a section"),
+    ("train.batch_size=0", "train.batch_size=0 must be > 0"),
+    ("diffusion.prediction=v", "do not belong to a stage-1 config"),
+])
+def test_bad_overrides_name_the_file_and_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "stage1_smoke.yaml", [override])
+    assert message in str(err.value) and "stage1_smoke.yaml" in str(err.value)
+
+
+def test_bad_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: 1\ntrain: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*train: expected a mapping"):
+        load_config(bad)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    f = [lr_factor(s, warmup=10, steps=100, min_ratio=0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def test_stage1_smoke_run_writes_log_figure_and_a_complete_checkpoint(stage1):
+    run = stage1.parent
+    assert {"best.pt", "last.pt", "log.jsonl", "loss.png"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 7))
+    assert [r["step"] for r in records if "val_loss" in r] == [3, 6]
+    ae, cfg, extra = load_checkpoint(stage1)
+    assert bool(ae.normalizer.fitted) and cfg.latent_dim == 8 and extra["step"] in (3, 6)
+    last = ckpt.read_checkpoint(run / "last.pt")
+    assert {"autoencoder", "autoencoder_ema"} <= set(last["modules"]) and "optimizer" in last["extra"]
+
+
+def test_stage2_smoke_run_is_self_sufficient(world, stage1, tmp_path):
+    """The stage-2 checkpoint alone is enough to sample: the autoencoder travels inside it."""
+    import shutil
+
+    from reactdiff_lite.sampling import generate, load_model
+
+    runs = tmp_path / "runs"
+    shutil.copytree(stage1.parent, runs / "stage1")
+    best = train(stage2_cfg(world, runs / "stage2"))
+    records = [json.loads(line) for line in (runs / "stage2" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [3, 6]
+    assert (runs / "stage2" / "latents.pt").exists()
+    moved = tmp_path / "elsewhere.pt"
+    shutil.copy(best, moved)
+    shutil.rmtree(runs)
+    model = load_model(moved, "cpu")
+    assert model.config.stage == 2 and model.config.autoencoder.latent_dim == 8
+    assert model.diffusion.config.denoiser.latent_dim == 8
+    person = {"emotion": torch.rand(1, 60, 25), "tdmm": torch.randn(1, 60, 58), "audio": torch.randn(1, 60 * 640) * 0.1}
+    out = generate(model, person, k=2, steps=2)
+    assert out["emotion"].shape == (1, 2, 60, 25) and out["tdmm"].shape == (1, 2, 60, 58)
+
+
+def test_stage2_needs_its_stage1_checkpoint(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"stage-1 checkpoint .*stage1/best.pt does not exist"):
+        train(stage2_cfg(world, tmp_path / "stage2"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(monkeypatch, task_cls, call: int) -> None:
+    """Make ``task_cls.batch`` raise on its ``call``-th call (1-based): a run killed mid-way."""
+    original, calls = task_cls.batch, {"n": 0}
+
+    def batch(self, g, size):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise Interrupt
+        return original(self, g, size)
+    monkeypatch.setattr(task_cls, "batch", batch)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_resume_continues_exactly(stage, world, stage1, tmp_path, monkeypatch):
+    """Killed after step 4 (checkpoint at 3), resumed: steps 4..6 give the same losses as
+    an uninterrupted run, bit for bit, and the same final weights."""
+    import shutil
+
+    from reactdiff_lite import train as train_mod
+
+    def cfg(run: Path):
+        if stage == 1:
+            return stage1_cfg(world, run, "autoencoder.mmt.dropout=0.1")
+        shutil.copytree(stage1.parent, run.parent / "stage1", dirs_exist_ok=True)
+        return stage2_cfg(world, run, "diffusion.denoiser.dropout=0.1")
+
+    full = tmp_path / "full" / "run"
+    train(cfg(full))
+    cut = tmp_path / "cut" / "run"
+    config = cfg(cut)
+    task = train_mod.Stage1Task if stage == 1 else train_mod.Stage2Task
+    with monkeypatch.context() as m:
+        _interrupt_at(m, task, 5)  # steps 1-4 run, step 5 never starts; last.pt is from step 3
+        with pytest.raises(Interrupt):
+            train(config)
+    assert max(losses(cut)) == 4
+    train(config, resume=True)
+    assert losses(cut) == losses(full)  # exact equality, including the re-run step 4
+    name = "autoencoder" if stage == 1 else "diffusion"
+    a, b = (ckpt.read_checkpoint(r / "last.pt")["modules"][name] for r in (full, cut))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_without_checkpoint_is_a_clear_error(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+        train(stage1_cfg(world, tmp_path / "run"), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, tmp_path, monkeypatch):
+    original, calls = ReactionAutoencoder.loss, {"n": 0}
+
+    def loss(self, person, generator=None):
+        calls["n"] += 1
+        value, parts = original(self, person, generator)
+        return (value * float("nan") if calls["n"] == 5 else value), parts  # step 5 diverges
+    monkeypatch.setattr(ReactionAutoencoder, "loss", loss)
+    run = tmp_path / "run"
+    cfg = stage1_cfg(world, run, "run.ckpt_every=2", "run.eval_every=100")
+    with pytest.raises(TrainingDiverged) as err:
+        train(cfg)
+    message = str(err.value)
+    assert "step 5" in message and "loss is nan" in message and "last.pt (step 4)" in message
+    last = ckpt.read_checkpoint(run / "last.pt")
+    assert last["extra"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in last["modules"]["autoencoder"].values() if v.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- DDP
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: str, out: str, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(stage1_cfg(Path(world), Path(out), "train.steps=2", "run.device=cpu", "autoencoder.mmt.dropout=0.1"))
+
+
+def test_ddp_step_equals_single_process_step(world, tmp_path):
+    """2 gloo processes × 1 micro-batch == 1 process × 2 accumulated micro-batches on the same
+    global batch: same losses, same weights after two optimiser steps (dropout on)."""
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    train(stage1_cfg(world, single, "train.steps=2", "train.grad_accum=2", "autoencoder.mmt.dropout=0.1"))
+    mp.spawn(_ddp_worker, args=(str(world), str(ddp), _free_port()), nprocs=2, join=True)
+    logs = [{r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+            for run in (single, ddp)]
+    for step in (1, 2):  # the loss and the (averaged, not summed) gradient norm agree
+        for key in ("loss", "grad_norm"):
+            assert logs[1][step][key] == pytest.approx(logs[0][step][key], rel=1e-5), (step, key)
+    a, b = (ckpt.read_checkpoint(r / "last.pt")["modules"]["autoencoder"] for r in (single, ddp))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
