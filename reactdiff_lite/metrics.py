@@ -29,6 +29,7 @@ Official quirks reproduced by default (each has an option for the corrected vari
    ``torch.argmax`` returns the *first NaN*: when a channel is constant throughout,
    that is lag −49 and the offset is 49. We reproduce this (``argmax`` NaN-first), and
    the per-lag means are rounded to float32 as the official ``torch.Tensor`` does.
+   ``frsyn(..., ignore_constant=True)`` averages over the varying channels instead.
 4. A constant channel gives Pearson NaN, mapped to 0, so it contributes CCC = 0.
 
 Numerics: everything is computed in float64. The official code casts predictions to
@@ -672,8 +673,9 @@ def _window_constant(head, tail, d, start, stop, T):
 
 
 @njit(cache=True, nogil=True)
-def _tlcc_offsets(X, S, max_lag, out):
-    """out[n, k] = |49 − argmax_lag mean_d Pearson(X[n, k] shifted, S[n])|, the official TLCC."""
+def _tlcc_offsets(X, S, max_lag, ignore_constant, out):
+    """out[n, k] = |49 − argmax_lag mean_d Pearson(X[n, k] shifted, S[n])|, the official TLCC.
+    ``ignore_constant`` averages over the channels that vary in the lag window instead."""
     T, D = X.shape[2], X.shape[3]
     for t in range(X.shape[0] * X.shape[1]):
         x = X[t // X.shape[1], t % X.shape[1]]
@@ -688,10 +690,12 @@ def _tlcc_offsets(X, S, max_lag, out):
             ys = -lag if lag < 0 else 0                     # x[:lag], y[-lag:] for lag < 0
             n = T - abs(lag)
             tot = 0.0
-            nan = False
+            used = 0
             for d in range(D):
                 if _window_constant(hx, tx, d, xs, xs + n, T) or _window_constant(hy, ty, d, ys, ys + n, T):
-                    nan = True
+                    if ignore_constant:
+                        continue
+                    used = 0
                     break
                 mx = 0.0
                 my = 0.0
@@ -712,23 +716,27 @@ def _tlcc_offsets(X, S, max_lag, out):
                 r = sxy / np.sqrt(sxx * syy)
                 r = min(1.0, max(-1.0, r))
                 tot += np.float32(r)                        # the official list -> float32 tensor
-            if nan:                                         # torch.argmax: the first NaN wins
+                used += 1
+            if used == 0:                                   # NaN mean; torch.argmax: the first NaN wins
                 arg = a
                 break
-            v = np.float32(tot / D)
+            v = np.float32(tot / used)
             if v > best:
                 best = v
                 arg = a
         out[t // X.shape[1], t % X.shape[1]] = abs(max_lag - arg)
 
 
-def frsyn(pred, speaker, *, all_predictions: bool = False, max_lag: int = MAX_LAG,
-          threads: int | None = None) -> float:
+def frsyn(pred, speaker, *, all_predictions: bool = False, ignore_constant: bool = False,
+          max_lag: int = MAX_LAG, threads: int | None = None) -> float:
     """FRSyn: mean |offset| of the TLCC peak against the speaker, lags ±49 (lower is better).
 
     Args:
         pred: (N, K, T, D); speaker: (N, T, D).
         all_predictions: False (official) uses only ``pred[:, 0]``; True averages all K.
+        ignore_constant: False (official): a channel that is constant in a lag window makes
+            that lag NaN, and the first NaN lag wins the argmax (a constant channel anywhere
+            gives offset 49). True: average the correlations of the varying channels only.
         max_lag: 49 officially (``seconds * fps - 1`` with 2 s at 25 fps).
     """
     p = _pred(pred)
@@ -740,7 +748,7 @@ def frsyn(pred, speaker, *, all_predictions: bool = False, max_lag: int = MAX_LA
     out = np.empty(X.shape[:2], np.int64)
 
     def work(a: int, b: int) -> None:
-        _tlcc_offsets(np.ascontiguousarray(X[a:b], dtype=np.float64), S[a:b], max_lag, out[a:b])
+        _tlcc_offsets(np.ascontiguousarray(X[a:b], dtype=np.float64), S[a:b], max_lag, ignore_constant, out[a:b])
 
     _parallel(work, N, 8, threads)
     return float(out.mean())

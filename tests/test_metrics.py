@@ -173,6 +173,20 @@ def test_frsyn_nan_quirks():
     x_tail[0, 0, 20:, 2] = 0.7
     assert frsyn(x_tail, s) == 20.0 == official.frsyn(x_tail, s)
     assert frsyn(s[:, None], s) == 0.0                          # the mime: peak at lag 0
+    assert frsyn(s_const[:, None], s_const) == 49.0             # ... unless a channel is constant
+    assert frsyn(s_const[:, None], s_const, ignore_constant=True) == 0.0
+    assert frsyn(x_tail, s, ignore_constant=True) == official_offset_without(x_tail[0, 0], s[0], drop=2)
+
+
+def official_offset_without(x, s, drop):
+    """The reference TLCC on the channels other than ``drop``, for lags where ``drop`` is
+    constant; equal to the full reference where it varies (here: lag < 20)."""
+    rs = []
+    for lag in range(-49, 50):
+        a, b = official._shift(x, s, lag)
+        keep = [d for d in range(x.shape[1]) if not (d == drop and np.ptp(a[:, d]) == 0)]
+        rs.append(np.mean([np.float32(np.corrcoef(a[:, d], b[:, d])[0, 1]) for d in keep]))
+    return abs(49 - int(np.argmax(np.float32(rs))))
 
 
 # ----------------------------------------------------------------- sanity values, invariances

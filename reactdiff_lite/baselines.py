@@ -1,0 +1,141 @@
+"""Reference predictors for the REACT metrics (``react_benchmark.md``).
+
+Every baseline returns K reactions per test item, shape (N, K, T, 25) float32, in the
+mirrored item order of the split:
+
+* ``GT``: the true listener, repeated K times (FRDist 0, but no diversity).
+* ``B_Random``: uniform noise in [0, 1) (the diversity sanity values 1/6, 1/6, 1/12).
+* ``B_Mime``: the listener copies the speaker's attributes frame by frame.
+* ``B_MeanSeq``: the mean training sequence, frame by frame.
+* ``B_MeanFr``: the mean training frame, repeated over time.
+* ``NN``: the listeners of the K training items whose speakers are closest to the test
+  speaker (lock-step distance of z-scored attributes, see :func:`nearest_speakers`).
+* ``Oracle``: K fresh draws from the dyadic world's reaction law
+  (:func:`reactdiff_lite.data.synthetic.oracle_reactions`); synthetic data only.
+
+As in the official ``run_baselines.py``, the training means average every training
+person-clip; with mirrored items these are the listeners of all training items (each
+person-clip listens in one of the two mirrored items).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .data.react import SplitData
+from .data.schema import EMOTION_DIM
+
+Baseline = Callable[..., np.ndarray]
+
+
+def _emotion(split: SplitData, role: str) -> np.ndarray:
+    x = split.speaker_emotion if role == "speaker" else split.listener_emotion
+    return x.numpy().astype(np.float32)                                    # (N, T, 25)
+
+
+def _repeat(x: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(x[:, None], k, axis=1).astype(np.float32)              # (N, K, T, 25)
+
+
+def _need(train: SplitData | None, name: str) -> SplitData:
+    if train is None:
+        raise ValueError(f"baseline {name} needs the training split (train=None given)")
+    return train
+
+
+def _train_sequences(train: SplitData, T: int, name: str) -> np.ndarray:
+    seqs = _emotion(_need(train, name), "listener")                        # (N_train, T_train, 25)
+    if seqs.shape[1] < T:
+        raise ValueError(f"baseline {name}: training clips have {seqs.shape[1]} frames, the test split needs {T}")
+    return seqs[:, :T]
+
+
+def gt(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    return _repeat(_emotion(test, "listener"), k)
+
+
+def b_random(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    N, T = len(test), test.n_frames
+    return np.random.default_rng(seed).random((N, k, T, EMOTION_DIM), dtype=np.float32)
+
+
+def b_mime(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    return _repeat(_emotion(test, "speaker"), k)
+
+
+def b_meanseq(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    mean = _train_sequences(train, test.n_frames, "B_MeanSeq").astype(np.float64).mean(0)      # (T, 25)
+    return np.broadcast_to(mean.astype(np.float32), (len(test), k, *mean.shape)).copy()
+
+
+def b_meanfr(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    frame = _emotion(_need(train, "B_MeanFr"), "listener").astype(np.float64).mean((0, 1))   # (25,)
+    return np.broadcast_to(frame.astype(np.float32), (len(test), k, test.n_frames, EMOTION_DIM)).copy()
+
+
+def nearest_speakers(train_speakers: np.ndarray, test_speakers: np.ndarray, k: int) -> np.ndarray:
+    """Indices (N_test, k) of the k training speakers nearest to each test speaker.
+
+    Distance: the lock-step mean squared difference of the 25 attributes after z-scoring
+    each attribute with the training speakers' mean and standard deviation,
+    ``mean_{t,d} ((a_td − b_td) / σ_d)²``. Lock-step on purpose: an appropriate
+    reaction answers *when* the speaker smiles or talks, so timing is part of similarity
+    (and it costs one matrix product, where DTW to every training speaker would not).
+    """
+    T = test_speakers.shape[1]
+    a = train_speakers[:, :T].astype(np.float64)
+    mu, sd = a.mean((0, 1)), a.std((0, 1)) + 1e-8
+    a = ((a - mu) / sd).reshape(len(a), -1)                                  # (N_train, T*25)
+    b = ((test_speakers.astype(np.float64) - mu) / sd).reshape(len(test_speakers), -1)
+    d = (b ** 2).sum(1)[:, None] + (a ** 2).sum(1)[None] - 2 * b @ a.T        # (N_test, N_train)
+    order = np.argsort(d, axis=1, kind="stable")
+    return order[:, np.arange(k) % a.shape[0]]                              # cycle if k > N_train
+
+
+def nn(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    train = _need(train, "NN")
+    T = test.n_frames
+    if train.n_frames < T:
+        raise ValueError(f"baseline NN: training clips have {train.n_frames} frames, the test split needs {T}")
+    idx = nearest_speakers(_emotion(train, "speaker"), _emotion(test, "speaker"), k)
+    return _emotion(train, "listener")[idx][:, :, :T]                      # (N, K, T, 25)
+
+
+def oracle(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
+    from .data.synthetic import oracle_reactions, read_manifest
+
+    root = Path(data_root) if data_root is not None else Path(test.root)
+    if read_manifest(root) is None:
+        raise ValueError(f"baseline Oracle needs the synthetic dyadic world: {root / 'manifest.json'} is missing "
+                         f"(real REACT data has no reaction law to sample from)")
+    out = np.stack([oracle_reactions(root, test.split, n, k, seed)["emotion"] for n in range(len(test))])
+    if out.shape[2] != test.n_frames:
+        raise ValueError(f"baseline Oracle: the oracle gives {out.shape[2]} frames, the split has {test.n_frames}")
+    return out.astype(np.float32)
+
+
+BASELINES: dict[str, Baseline] = {"GT": gt, "B_Random": b_random, "B_Mime": b_mime, "B_MeanSeq": b_meanseq,
+                                  "B_MeanFr": b_meanfr, "NN": nn, "Oracle": oracle}
+
+
+def predict_baseline(name: str, train: SplitData | None, test: SplitData, k: int = 10, seed: int = 0,
+                     data_root: str | Path | None = None) -> np.ndarray:
+    """K reactions per test item from baseline ``name``.
+
+    Args:
+        name: a key of :data:`BASELINES`.
+        train: the training split (B_MeanSeq, B_MeanFr, NN); test: the evaluated split.
+        k: reactions per item; seed: B_Random's noise and the Oracle's draws.
+        data_root: dataset root for the Oracle (default ``test.root``).
+
+    Returns:
+        (N, K, T, 25) float32.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
+    out = BASELINES[name](train, test, k, seed, data_root)
+    assert out.shape == (len(test), k, test.n_frames, EMOTION_DIM) and out.dtype == np.float32, (name, out.shape)
+    return out
