@@ -253,8 +253,10 @@ def test_explorer_widgets_render_and_react(tmp_path):
                 page.locator(".explorer-app").first.screenshot(path=str(shot), timeout=30_000)
                 os.replace(shot, SCREENSHOT)
             except BaseException:
-                page.screenshot(path=str(tmp_path / "failure.png"))  # what the browser showed
-                print(f"browser screenshot at failure: {tmp_path / 'failure.png'}")
+                with contextlib.suppress(Exception):  # keep the original error if the browser is gone
+                    page.screenshot(path=str(tmp_path / "failure.png"))
+                print(f"at failure: browser screenshot {tmp_path / 'failure.png'}, "
+                      f"server log {tmp_path / 'notebooks-lab-state' / 'server.log'}")
                 raise
         finally:
             browser.close()
