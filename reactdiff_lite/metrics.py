@@ -525,14 +525,17 @@ def _frdist_items(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
         ub = np.empty(C)
         for k in range(K):
             x = P[n, k]                                    # (T, D)
+            xt = np.ascontiguousarray(x.T)                 # (D, T)
             for c in range(C):                             # lock-step (diagonal path) cost >= DTW
                 y = Lt[cand[c]]
                 s = 0.0
                 for g in range(G):
                     acc = 0.0
-                    for i in range(T):
-                        for d in range(bounds[g], bounds[g + 1]):
-                            e = x[i, d] - y[d, i]
+                    for d in range(bounds[g], bounds[g + 1]):
+                        xd = xt[d]
+                        yd = y[d]
+                        for i in range(uint64(0), uint64(T)):
+                            e = xd[i] - yd[i]
                             acc += e * e
                     s += weights[g] * np.sqrt(acc)
                 ub[c] = s
