@@ -149,7 +149,9 @@ class ModalityEncoders(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.au, self.fe, self.va = FrameMLP(AU.stop - AU.start, d), FrameMLP(FE.stop - FE.start, d), FrameMLP(VA.stop - VA.start, d)
+        self.au = FrameMLP(AU.stop - AU.start, d)     # 15 -> D
+        self.fe = FrameMLP(FE.stop - FE.start, d)     # 8 -> D
+        self.va = FrameMLP(VA.stop - VA.start, d)     # 2 -> D
         if cfg.tdmm:
             self.tdmm = FrameMLP(TDMM_DIM, d)
         if cfg.video:
