@@ -508,7 +508,8 @@ def dtw(x, y, *, groups=None, threads: int | None = None) -> np.ndarray | float:
     iy = np.broadcast_to(np.arange(Yt.shape[0]).reshape(y.shape[:-2]), batch).ravel()
     out = np.empty(ix.size)
     nx, my, ix, iy = nx.ravel(), my.ravel(), ix.astype(np.int64), iy.astype(np.int64)
-    _parallel(lambda a, b: _dtw_pairs(X, Yt, nx, my, ix, iy, bounds, weights, out, a, b), ix.size, 16, threads)
+    chunk = min(64, -(-ix.size // (4 * (threads or default_threads()))))
+    _parallel(lambda a, b: _dtw_pairs(X, Yt, nx, my, ix, iy, bounds, weights, out, a, b), ix.size, chunk, threads)
     return float(out[0]) if out.ndim and batch == () else out.reshape(batch)
 
 
@@ -576,7 +577,7 @@ def frdist_table(pred, listener, neighbours, *, groups=None, prune: bool = True,
         _frdist_items(np.ascontiguousarray(p[a:b], dtype=np.float64), Lt, ptr[a:b + 1], idx, bounds, weights,
                       prune, out[a:b], visited[a:b])
 
-    _parallel(work, N, max(1, 16 // K), threads, progress, "FRDist (DTW)", "item")
+    _parallel(work, N, 1, threads, progress, "FRDist (DTW)", "item")
     return (out, visited) if return_visited else out
 
 
@@ -685,6 +686,8 @@ def _tlcc_offsets(X, S, max_lag, ignore_constant, out):
         y = S[t // X.shape[1]]
         hx, tx = _constant_runs(x)
         hy, ty = _constant_runs(y)
+        xt = np.ascontiguousarray(x.T)                      # (D, T): contiguous windows
+        yt = np.ascontiguousarray(y.T)
         best = -np.inf
         arg = 0
         for a in range(2 * max_lag + 1):
@@ -700,19 +703,21 @@ def _tlcc_offsets(X, S, max_lag, ignore_constant, out):
                         continue
                     used = 0
                     break
+                xw = xt[d, xs:xs + n]
+                yw = yt[d, ys:ys + n]
                 mx = 0.0
                 my = 0.0
-                for i in range(n):
-                    mx += x[xs + i, d]
-                    my += y[ys + i, d]
+                for i in range(uint64(0), uint64(n)):
+                    mx += xw[i]
+                    my += yw[i]
                 mx /= n
                 my /= n
                 sxy = 0.0
                 sxx = 0.0
                 syy = 0.0
-                for i in range(n):
-                    u = x[xs + i, d] - mx
-                    v = y[ys + i, d] - my
+                for i in range(uint64(0), uint64(n)):
+                    u = xw[i] - mx
+                    v = yw[i] - my
                     sxy += u * v
                     sxx += u * u
                     syy += v * v
@@ -753,7 +758,7 @@ def frsyn(pred, speaker, *, all_predictions: bool = False, ignore_constant: bool
     def work(a: int, b: int) -> None:
         _tlcc_offsets(np.ascontiguousarray(X[a:b], dtype=np.float64), S[a:b], max_lag, ignore_constant, out[a:b])
 
-    _parallel(work, N, 8, threads)
+    _parallel(work, N, 2, threads)
     return float(out.mean())
 
 
