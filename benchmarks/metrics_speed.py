@@ -6,10 +6,11 @@ CCC and TLCC loops; FRDiv, FRVar and FRDvs with torch as the official code does.
 ``reactdiff_lite.metrics``. The script
 
 1. builds REACT-like inputs: listeners with binary AU channels, smooth valence/arousal
-   and expression probabilities; ``--pred model`` (default) makes each prediction a
-   noisy, time-shifted copy of one appropriate listener, as a trained model's output
-   resembles some appropriate reaction; ``--pred random`` makes unrelated predictions
-   (the worst case for pruning: every candidate is about equally far);
+   and expression probabilities, each person with their own activity level; ``--pred
+   model`` (default) makes each prediction a noisy, time-shifted copy of one appropriate
+   listener, as a trained model's output resembles some appropriate reaction; ``--pred
+   random`` makes predictions unrelated to any listener (hard for pruning: the
+   candidates are about equally far);
 2. times FRDist both ways on identical inputs and prints the ratio and the max |difference|;
 3. times every metric's unit of work both ways and projects the full suite onto a
    REACT-2024-sized test set (N = 1614, K = 10, ~20 neighbours per item).
@@ -50,10 +51,13 @@ def smooth(rng: np.random.Generator, shape: tuple, width: float) -> np.ndarray:
 
 
 def listeners(rng: np.random.Generator, n: int, T: int) -> np.ndarray:
-    """(n, T, 25): binary AUs (~20 % active), VA in [-1, 1], FE probabilities."""
-    au = (smooth(rng, (n, T, 15), 12) > 0.85).astype(np.float32)
-    va = np.tanh(0.7 * smooth(rng, (n, T, 2), 25))
-    logits = 1.5 * smooth(rng, (n, T, 8), 20)
+    """(n, T, 25): binary AUs, VA in [-1, 1], FE probabilities. People differ, as in REACT:
+    each gets their own AU rates (about 5-35 % active), valence/arousal offsets and
+    expressiveness."""
+    rate = rng.uniform(0.4, 1.6, (n, 1, 15))                  # AU threshold: lower = more active
+    au = (smooth(rng, (n, T, 15), 12) > rate).astype(np.float32)
+    va = np.tanh(rng.normal(0, 0.4, (n, 1, 2)) + rng.uniform(0.3, 1.0, (n, 1, 1)) * smooth(rng, (n, T, 2), 25))
+    logits = rng.uniform(0.5, 2.0, (n, 1, 1)) * smooth(rng, (n, T, 8), 20) + rng.normal(0, 1, (n, 1, 8))
     fe = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     return np.concatenate([au, va, fe], -1).astype(np.float32)
 

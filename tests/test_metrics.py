@@ -130,6 +130,7 @@ def test_pruning_never_changes_a_value(kind):
         pred = react_like(rng, N * K, T).reshape(N, K, T, 25)
     pruned, full = frdist_table(pred, L, A), frdist_table(pred, L, A, prune=False)
     np.testing.assert_array_equal(pruned, full)
+    np.testing.assert_array_equal(frdist_table(pred, L, A, threads=1), frdist_table(pred, L, A, threads=3))
     ref = [[min(official.dtw_official(pred[n, k], L[j]) for j in np.flatnonzero(A[n])) for k in range(K)]
            for n in range(2)]
     np.testing.assert_allclose(full[:2], ref, rtol=1e-9)
