@@ -272,15 +272,4 @@ def load_checkpoint(path: str | Path, cfg: AutoencoderConfig | None = None,
             fit it raises ``CheckpointError`` naming the file.
         map_location: device for the loaded tensors.
     """
-    payload = ckpt.read_checkpoint(path, map_location)
-    if cfg is None:
-        if MODULE_NAME not in payload["config"]:
-            raise ckpt.CheckpointError(f"checkpoint {path} has no {MODULE_NAME!r} config "
-                                       f"(it holds {sorted(payload['config'])})")
-        try:
-            cfg = AutoencoderConfig.from_dict(payload["config"][MODULE_NAME])
-        except (TypeError, ValueError) as err:
-            raise ckpt.CheckpointError(f"checkpoint {path}: bad autoencoder config: {err}") from err
-    model = ReactionAutoencoder(cfg)
-    ckpt.load_modules(path, {MODULE_NAME: model}, payload)
-    return model.to(map_location).eval(), cfg, payload["extra"]
+    return ckpt.load_model(path, MODULE_NAME, AutoencoderConfig, ReactionAutoencoder, cfg, map_location)

@@ -79,6 +79,32 @@ def load_modules(path: str | Path, modules: Mapping[str, nn.Module], payload: di
         module.load_state_dict(stored[name], strict=True)
 
 
+def load_model(path: str | Path, name: str, config_type: Any, build: Any, config: Any = None,
+               map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Rebuild the module stored under ``name``; returns ``(module in eval mode, config, extra)``.
+
+    Args:
+        path: the checkpoint file.
+        name: the module's name in the file, e.g. ``"autoencoder"``.
+        config_type: its config dataclass, with ``from_dict``.
+        build: ``build(config) -> nn.Module``.
+        config: build from this config instead of the stored one; weights that do not fit
+            it raise ``CheckpointError`` naming the file.
+        map_location: device for the loaded tensors.
+    """
+    payload = read_checkpoint(path, map_location)
+    if config is None:
+        if name not in payload["config"]:
+            raise CheckpointError(f"checkpoint {path} has no {name!r} config (it holds {sorted(payload['config'])})")
+        try:
+            config = config_type.from_dict(payload["config"][name])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path}: bad {name} config: {err}") from err
+    model = build(config)
+    load_modules(path, {name: model}, payload)
+    return model.to(map_location).eval(), config, payload["extra"]
+
+
 def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], show: int = 3) -> str:
     """A one-line summary of how ``state`` fails to fit ``module`` ("" when it fits)."""
     own = module.state_dict()

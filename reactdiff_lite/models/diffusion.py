@@ -635,15 +635,4 @@ def load_checkpoint(path: str | Path, config: DiffusionConfig | None = None,
             raise ``CheckpointError`` naming the file.
         map_location: device for the loaded tensors.
     """
-    payload = ckpt.read_checkpoint(path, map_location)
-    if config is None:
-        if MODULE_NAME not in payload["config"]:
-            raise ckpt.CheckpointError(f"checkpoint {path} has no {MODULE_NAME!r} config "
-                                       f"(it holds {sorted(payload['config'])})")
-        try:
-            config = DiffusionConfig.from_dict(payload["config"][MODULE_NAME])
-        except (TypeError, ValueError) as err:
-            raise ckpt.CheckpointError(f"checkpoint {path}: bad diffusion config: {err}") from err
-    model = LatentDiffusion(config)
-    ckpt.load_modules(path, {MODULE_NAME: model}, payload)
-    return model.to(map_location).eval(), config, payload["extra"]
+    return ckpt.load_model(path, MODULE_NAME, DiffusionConfig, LatentDiffusion, config, map_location)
