@@ -116,7 +116,7 @@ class SampleConfig:
     guidance: float = 1.0                 # classifier-free guidance scale s (1 = conditional only)
     sampler: Literal["ddim", "ddpm"] = "ddim"
     spacing: Literal["leading", "trailing", "linspace"] = "trailing"
-    binarize_au: bool = True              # AU probabilities -> 0/1 occurrences (p > 0.5), as in the data
+    binarize_au: bool = False             # True: AU probabilities -> 0/1 occurrences (p > 0.5), as in the data
     batch_size: int = 256                 # sequences denoised together
 
 
