@@ -157,7 +157,8 @@ def figure_faces(pred: dict, split: SplitData, item: int, path: Path, start: int
     poses = None if tdmm is None else torch.cat([tdmm[None, sl], real[None, sl], pred["tdmm"][item, :reactions, sl]]).numpy()
     labels = ["speaker", "real listener"] + [f"ReactDiff #{k + 1}" for k in range(reactions)]
     fig = face_strip(emotion, poses, n=10, labels=labels)
-    fig.suptitle(f"test item {item}: one speaker, {reactions} generated listeners (different noise)", fontsize=9)
+    fig.axes[0].set_title(f"test item {item}: the speaker, the real listener and {reactions} ReactDiff listeners "
+                          f"(different noise)", fontsize=9)
     return _save(fig, path)
 
 
@@ -232,7 +233,8 @@ def figure_diversity(curve: dict, path: Path) -> Path:
     ax.set_xticks(steps, [str(s) for s in steps])
     ax2.set_ylabel("FRCorr / K")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower right")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2), ncol=2)
     ax.set_title("diversity and appropriateness vs DDIM steps (test subset)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
