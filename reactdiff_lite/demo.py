@@ -17,7 +17,8 @@ baseline (B_Random, B_Mime, B_MeanSeq, B_MeanFr, NN) on both FRCorr and FRDist, 
 FRDiv lies within a factor 2 of the Oracle's. FRCorr(ReactDiff) / FRCorr(Oracle) says how
 much of the reachable appropriateness the model reaches.
 
-``python -m reactdiff_lite ablate --preset default --out DIR`` writes ``figures/ablation.md``:
+``python -m reactdiff_lite ablate --preset default --out DIR`` writes ``DIR/ablation.md`` and
+``figures/ablation.md``:
 MMT vs concat fusion, audio off, video on, DDIM steps 1/2/5/10/20/50 and guidance scales.
 Every choice is made on val; the tables report test.
 """
@@ -56,13 +57,14 @@ README_FIGURES = ("reactions_faces.png", "diversity_vs_steps.png")
 
 # ----------------------------------------------------------------------------- pieces
 
-def _configs(preset: str, out: Path, seed: int, progress: bool, extra: tuple[str, ...] = ()):
-    """Stage-1 and stage-2 configs of ``preset``, pointed at ``out``'s data and run folders."""
+def _configs(preset: str, out: Path, seed: int, progress: bool, extra: tuple[str, ...] = (), data: Path | None = None):
+    """Stage-1 and stage-2 configs of ``preset``, pointed at the data (default ``out/data``) and
+    at ``out``'s run folders; ``extra`` overrides go to the stage they name."""
     paths = [CONFIGS / f"stage{s}_{preset}.yaml" for s in (1, 2)]
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"demo: config {p} is missing (the demo runs from a reactdiff-lite checkout)")
-    common = [f"data.root={out / 'data'}", f"data.preset={preset}", f"data.seed={seed}", f"run.seed={seed}",
+    common = [f"data.root={data or out / 'data'}", f"data.preset={preset}", f"data.seed={seed}", f"run.seed={seed}",
               f"run.progress={str(progress).lower()}"]
     s1 = load_config(paths[0], common + [f"run.out={out / 'stage1'}"] + [e for e in extra if e.startswith("autoencoder.")])
     s2 = load_config(paths[1], common + [f"run.out={out / 'stage2'}", "stage2.stage1_checkpoint=../stage1/best.pt"]
@@ -71,10 +73,10 @@ def _configs(preset: str, out: Path, seed: int, progress: bool, extra: tuple[str
 
 
 def train_both(preset: str, out: Path, seed: int = 0, progress: bool = True, extra: tuple[str, ...] = (),
-               timings: dict | None = None) -> Path:
+               timings: dict | None = None, data: Path | None = None) -> Path:
     """Generate the world (if needed) and train both stages in ``out``; returns stage 2's best.pt."""
     timings = {} if timings is None else timings
-    s1, s2 = _configs(preset, out, seed, progress, extra)
+    s1, s2 = _configs(preset, out, seed, progress, extra, data)
     with _timer(timings, "data"):
         ensure_dataset(s1.data.root, preset, seed)
     with _timer(timings, "stage1"):
@@ -352,11 +354,11 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
     Guidance is chosen on val (best mean rank of FRCorr and FRDist); every table is on test.
     """
     out = Path(out)
-    models = {"ReactDiff (MMT, audio, no video)": train_both(preset, out / "full", seed, progress)}
+    data = out / "data"
+    models = {"ReactDiff (MMT, audio, no video)": train_both(preset, out / "full", seed, progress, data=data)}
     for name, extra in ABLATIONS.items():
         folder = out / name.split(" (")[0].replace(" ", "_")
-        models[name] = train_both(preset, folder, seed, progress, extra=extra)
-    data = out / "full" / "data"
+        models[name] = train_both(preset, folder, seed, progress, extra=extra, data=data)
     rows, steps_rows, guidance_val, guidance_test = {}, {}, {}, {}
     for name, best in models.items():
         model = load_model(best)
@@ -385,14 +387,15 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
         f"Chosen on **val** (best mean rank of FRCorr and FRDist): **s = {chosen}**. Test:", "",
         _table(guidance_test, "guidance"), "",
         "Val (selection):", "", _table({f"s = {g}": r for g, r in guidance_val.items()}, "guidance"), ""])
-    FIGURES.mkdir(exist_ok=True)
-    atomic_write_text(FIGURES / "ablation.md", md)
     atomic_write_text(out / "ablation.md", md)
+    if preset == "default":
+        FIGURES.mkdir(exist_ok=True)
+        atomic_write_text(FIGURES / "ablation.md", md)
     return md
 
 
 def cli_ablate(args) -> int:
     """``python -m reactdiff_lite ablate --preset default --out DIR --seed N`` -> figures/ablation.md."""
     print(run_ablation(args.preset, args.out, args.seed))
-    print(f"wrote {FIGURES / 'ablation.md'}")
+    print(f"wrote {Path(args.out) / 'ablation.md'}" + (f" and {FIGURES / 'ablation.md'}" if args.preset == "default" else ""))
     return 0
