@@ -159,8 +159,8 @@ def figure_faces(pred: dict, split: SplitData, item: int, path: Path, start: int
     poses = None if tdmm is None else torch.cat([tdmm[None, sl], real[None, sl], pred["tdmm"][item, :reactions, sl]]).numpy()
     labels = ["speaker", "real listener"] + [f"ReactDiff #{k + 1}" for k in range(reactions)]
     fig = face_strip(emotion, poses, n=10, labels=labels)
-    fig.axes[0].set_title(f"test item {item}: the speaker, the real listener and {reactions} ReactDiff listeners "
-                          f"(different noise)", fontsize=9)
+    fig.axes[0].set_title(f"test item {item}, from {start / 25:.1f} s: the speaker, the real listener and {reactions} "
+                          f"ReactDiff listeners (different noise)", fontsize=9)
     return _save(fig, path)
 
 

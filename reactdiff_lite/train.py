@@ -36,7 +36,6 @@ atomically), ``best.pt`` (lowest val loss), ``log.jsonl``, ``loss.png`` and, in 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import math
@@ -171,6 +170,7 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
 # ----------------------------------------------------------------------------- pieces
 
 INIT, BATCH, NOISE, DROPOUT, VAL = range(5)  # purposes of the counter-based seeds
+
 
 class TrainingDiverged(RuntimeError):
     """The loss (or gradient norm) became NaN or infinite; the last good checkpoint is kept."""
