@@ -131,7 +131,7 @@ def window_condition(speaker: Tensor, listener: Tensor, start: Tensor, window: i
         previous listener frames (B, P, Dz).
     """
     B, T, _ = speaker.shape
-    offsets = torch.arange(-before, window + after)                     # (S,)
+    offsets = torch.arange(-before, window + after, device=start.device)  # (S,)
     idx = start[:, None] + offsets[None]                                # (B, S) frame of each slot
     inside = (idx >= 0) & (idx < T)                                     # (B, S)
     safe = idx.clamp(0, T - 1)

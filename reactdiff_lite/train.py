@@ -31,6 +31,10 @@ the same global batch (micro-batch c is the same draw wherever it runs).
 A run directory holds ``last.pt`` (every ``run.ckpt_every`` steps and at the end; written
 atomically), ``best.pt`` (lowest val loss), ``log.jsonl``, ``loss.png`` and, in stage 2,
 ``latents.pt`` (the cached normalised latents).
+
+Several GPUs: ``torchrun --nproc_per_node=4 -m reactdiff_lite train --config CONFIG``; each
+process takes its slice of every global batch (``train.batch_size`` windows), DDP averages
+the gradients, and rank 0 writes the logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -511,6 +515,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 def _train(cfg: TrainConfig, resume: bool, dist_: Dist) -> Path:
     device = resolve_device(f"cuda:{dist_.local_rank}" if dist_.world > 1 and torch.cuda.is_available()
                             and cfg.run.device != "cpu" else cfg.run.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives run on the current device
     run = Path(cfg.run.out)
     run.mkdir(parents=True, exist_ok=True)
     _ensure_data(cfg, dist_)
