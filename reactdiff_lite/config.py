@@ -81,23 +81,31 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {kind!r}")
 
 
+def _key(where: str, key: str) -> str:
+    """``file.yaml: train`` + ``lr`` -> ``file.yaml: train.lr``; a prefix ending in ":" is a file."""
+    if not where:
+        return key
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a plain mapping, recursively; unknown keys are errors.
 
     Args:
         cls: the dataclass. data: its fields (missing ones take their defaults).
-        where: a prefix for error messages (the file name and the section).
+        where: a prefix for error messages: ``"file.yaml:"`` at the top, then the section path.
     """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
+    here = where.rstrip(":") or cls.__name__
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known: {names}")
-    values = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+        raise ConfigError(f"{here}: unknown key(s) {unknown}; known: {names}")
+    values = {k: _coerce(v, hints[k], _key(where, k)) for k, v in data.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:  # a dataclass's own __post_init__ check
-        raise ConfigError(f"{where or cls.__name__}: {err}") from err
+        raise ConfigError(f"{here}: {err}") from err
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -146,7 +146,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     of the other stage (stage 2 reads the autoencoder from its stage-1 checkpoint).
     """
     data = apply_overrides(load_yaml(path), list(overrides), str(path))
-    cfg = from_dict(TrainConfig, data, str(path))
+    cfg = from_dict(TrainConfig, data, f"{path}:")
     wrong = sorted(set(data) - STAGE_SECTIONS[cfg.stage])
     if wrong:
         raise ConfigError(f"{path}: section(s) {wrong} do not belong to a stage-{cfg.stage} config")
@@ -439,7 +439,7 @@ def load_stage2_checkpoint(path: str | Path) -> tuple[ReactionAutoencoder, Laten
     """(autoencoder, diffusion with the EMA weights, config) from a stage-2 ``best.pt``/``last.pt``."""
     payload = ckpt.read_checkpoint(path)
     try:
-        cfg = from_dict(TrainConfig, payload["config"]["train"], f"checkpoint {path}")
+        cfg = from_dict(TrainConfig, payload["config"]["train"], f"checkpoint {path}:")
     except KeyError as err:
         raise ckpt.CheckpointError(f"checkpoint {path} holds no training config: not written by reactdiff_lite.train") from err
     if cfg.stage != 2:
