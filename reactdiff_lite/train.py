@@ -374,8 +374,10 @@ class Stage2Task:
 
     def _latents(self, stage1: Path, dist_: Dist) -> dict[str, Tensor]:
         """Normalised speaker/listener latents of train and val, computed once and cached."""
-        chunk = self.cfg.stage2.encode_chunk
-        key = f"{hashlib.sha256(stage1.read_bytes()).hexdigest()[:16]}-{chunk}-{Path(self.cfg.data.root).resolve()}"
+        chunk, root = self.cfg.stage2.encode_chunk, Path(self.cfg.data.root)
+        files = [root / name for name in ("train.csv", "val.csv", "manifest.json") if (root / name).exists()]
+        stamps = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]  # regenerated data -> new key
+        key = f"{hashlib.sha256(stage1.read_bytes()).hexdigest()[:16]}-{chunk}-{root.resolve()}-{stamps}"
         path = Path(self.cfg.run.out) / "latents.pt"
         if dist_.main and not (path.exists() and torch.load(path, weights_only=True).get("key") == key):
             mods = model_modalities(self.ae)
