@@ -85,6 +85,22 @@ def _amp(device, cfg):
     return lambda: torch.autocast("cuda", dtype=dtype)
 
 
+def _bench_training(net, opt, loss_fn, autocast, cfg, B: int, steps: int, device) -> dict:
+    """Time ``steps`` optimiser steps (forward, backward, clipping, AdamW) of ``loss_fn``."""
+    import torch
+
+    def step():
+        with autocast():
+            loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
+        opt.step()
+    seconds = _time_steps(step, steps, device)
+    return {"batch": B, "s_per_step": seconds, "clips_per_s": B / seconds, "peak_mb": _peak_mb(device),
+            "params_m": sum(p.numel() for p in net.parameters()) / 1e6}
+
+
 def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     import torch
     from reactdiff_lite.models.autoencoder import ReactionAutoencoder
@@ -97,16 +113,7 @@ def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr)
     batch, autocast = _person(cfg, B, cfg.data.window, device), _amp(device, cfg)
 
-    def step():
-        with autocast():
-            loss, _ = net.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-        opt.step()
-    seconds = _time_steps(step, steps, device)
-    return {"batch": B, "s_per_step": seconds, "clips_per_s": B / seconds, "peak_mb": _peak_mb(device),
-            "params_m": sum(p.numel() for p in net.parameters()) / 1e6}
+    return _bench_training(net, opt, lambda: net.loss(batch)[0], autocast, cfg, B, steps, device)
 
 
 def _stage2_parts(name: str, device):
@@ -140,16 +147,7 @@ def bench_stage2(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr)
     autocast = _amp(device, cfg)
 
-    def step():
-        with autocast():
-            loss = net.loss(x0, speaker, mask, prev)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-        opt.step()
-    seconds = _time_steps(step, steps, device)
-    return {"batch": B, "s_per_step": seconds, "clips_per_s": B / seconds, "peak_mb": _peak_mb(device),
-            "params_m": sum(p.numel() for p in net.parameters()) / 1e6}
+    return _bench_training(net, opt, lambda: net.loss(x0, speaker, mask, prev), autocast, cfg, B, steps, device)
 
 
 def bench_sampling(name: str, device: str, frames: int, reactions: int, ddpm: bool) -> dict:
