@@ -15,7 +15,6 @@ import torch
 from reactdiff_lite.cli import main
 from reactdiff_lite.data.react import load_split
 from reactdiff_lite.data.schema import AU, FE, VA
-from reactdiff_lite.data.synthetic import ensure_dataset
 from reactdiff_lite.sampling import generate, load_model, model_modalities, window_condition
 from reactdiff_lite.train import load_config, train
 
@@ -24,8 +23,8 @@ W = 50
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    world = ensure_dataset(tmp_path_factory.mktemp("world") / "smoke", "smoke", 0)
+def trained(smoke_data, tmp_path_factory):
+    world = smoke_data
     runs = tmp_path_factory.mktemp("runs")
     common = [f"data.root={world}", "run.progress=false", "train.steps=4", "train.batch_size=8"]
     train(load_config(ROOT / "configs/stage1_smoke.yaml", common + [

@@ -15,7 +15,6 @@ import torch
 import torch.multiprocessing as mp
 
 from reactdiff_lite.config import ConfigError
-from reactdiff_lite.data.synthetic import ensure_dataset
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder, load_checkpoint
 from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train
@@ -29,8 +28,8 @@ TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusi
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return ensure_dataset(tmp_path_factory.mktemp("world") / "smoke", "smoke", 0)
+def world(smoke_data) -> Path:
+    return smoke_data
 
 
 def stage1_cfg(world: Path, out: Path, *extra: str):
