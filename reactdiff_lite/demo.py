@@ -6,7 +6,8 @@
 2. trains stage 1 (``configs/stage1_<preset>.yaml``) in ``DIR/stage1``, then stage 2 in
    ``DIR/stage2`` (selection on val);
 3. samples K = 10 reactions per test speaker (``DIR/preds.npz``);
-4. evaluates ReactDiff and every baseline on the test split, in one table:
+4. evaluates ReactDiff and every baseline on the test split, in one table (the default
+   preset with seed 0, the README's run, also copies its table and two figures to ``figures/``):
    ``DIR/results.json`` ``{method: {FRCorr, FRDist, FRDiv, FRVar, FRDvs, FRSyn, …}}``,
    ``DIR/results.md`` (with the quality bar and the wall time of each phase), and figures
    in ``DIR/figures``: faces of a speaker with several generated listeners, AU/VA curves,
@@ -298,7 +299,7 @@ def run_demo(preset: str = "default", out: str | Path = "runs/demo", seed: int =
                                                     "guidance": model.config.sample.guidance}})
     md = _results_md(preset, table, quality, timings, model)
     atomic_write_text(out / "results.md", md)
-    if preset == "default" and figures:
+    if preset == "default" and seed == 0 and figures:  # the README's run: publish its figures and table
         FIGURES.mkdir(exist_ok=True)
         for name in README_FIGURES:
             shutil.copy(out / "figures" / name, FIGURES / name)
@@ -388,7 +389,7 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
         _table(guidance_test, "guidance"), "",
         "Val (selection):", "", _table({f"s = {g}": r for g, r in guidance_val.items()}, "guidance"), ""])
     atomic_write_text(out / "ablation.md", md)
-    if preset == "default":
+    if preset == "default" and seed == 0:
         FIGURES.mkdir(exist_ok=True)
         atomic_write_text(FIGURES / "ablation.md", md)
     return md
@@ -397,5 +398,6 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
 def cli_ablate(args) -> int:
     """``python -m reactdiff_lite ablate --preset default --out DIR --seed N`` -> figures/ablation.md."""
     print(run_ablation(args.preset, args.out, args.seed))
-    print(f"wrote {Path(args.out) / 'ablation.md'}" + (f" and {FIGURES / 'ablation.md'}" if args.preset == "default" else ""))
+    published = args.preset == "default" and args.seed == 0
+    print(f"wrote {Path(args.out) / 'ablation.md'}" + (f" and {FIGURES / 'ablation.md'}" if published else ""))
     return 0
