@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from reactdiff_lite.data.react import load_split
-from reactdiff_lite.data.synthetic import generate
+from reactdiff_lite.data.cache import load_split
+from reactdiff_lite.data.reader import MODALITIES
+from reactdiff_lite.data.synthetic import generate_world
 
 BUDGET_S = {"smoke": 5.0, "default": 60.0}
 
@@ -45,25 +46,28 @@ def main() -> None:
     try:
         for preset in args.presets:
             wall, cpu = time.perf_counter(), cpu_seconds()
-            root = generate(base / preset, preset, seed=0)
+            root = generate_world(base / preset, preset, seed=0)
             wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-            print(f"generate {preset:8s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
-                  f"wall/budget {wall / BUDGET_S[preset]:.2f} (budget {BUDGET_S[preset]:.0f} s)  "
-                  f"disk {disk_mb(root):6.1f} MB  load avg {os.getloadavg()[0]:.1f}")
+            print(
+                f"generate {preset:8s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
+                f"wall/budget {wall / BUDGET_S[preset]:.2f} (budget {BUDGET_S[preset]:.0f} s)  "
+                f"disk {disk_mb(root):6.1f} MB  load avg {os.getloadavg()[0]:.1f}"
+            )
         root = base / args.presets[-1]
         cache = base / "cache"
-        for modalities in (("emotion", "tdmm", "audio", "frames"),):
-            shutil.rmtree(cache, ignore_errors=True)
-            t = time.perf_counter()
-            split = load_split(root, "train", cache_dir=cache, modalities=modalities)
-            decode = time.perf_counter() - t
-            t = time.perf_counter()
-            load_split(root, "train", cache_dir=cache, modalities=modalities)
-            cached = time.perf_counter() - t
-            size = sum(p.stat().st_size for p in cache.glob("*.pt")) / 1e6
-            print(f"load_split {args.presets[-1]}/train ({len(split.clip_ids)} clips x {split.n_frames} frames, "
-                  f"{'+'.join(modalities)}): decode {decode:.2f} s, cached {cached:.3f} s, "
-                  f"speedup x{decode / cached:.0f}, cache file {size:.0f} MB")
+        shutil.rmtree(cache, ignore_errors=True)
+        t = time.perf_counter()
+        split = load_split(root, "train", cache_dir=cache, modalities=MODALITIES)
+        decode = time.perf_counter() - t
+        t = time.perf_counter()
+        load_split(root, "train", cache_dir=cache, modalities=MODALITIES)
+        cached = time.perf_counter() - t
+        size = sum(p.stat().st_size for p in cache.glob("*.pt")) / 1e6
+        print(
+            f"load_split {args.presets[-1]}/train ({len(split.clip_ids)} clips x {split.n_frames} frames, "
+            f"{'+'.join(MODALITIES)}): decode {decode:.2f} s, cached {cached:.3f} s, "
+            f"speedup x{decode / cached:.0f}, cache file {size:.0f} MB"
+        )
     finally:
         if not args.out:
             shutil.rmtree(base, ignore_errors=True)

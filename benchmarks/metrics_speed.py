@@ -25,6 +25,7 @@ Timings are wall-clock on a shared machine: the load average is printed; rerun w
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -32,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import react_reference as official  # noqa: E402
+from reactdiff_lite import metrics
+from reactdiff_lite.kernels import default_threads
+from reactdiff_lite.schema import AU, AU_NAMES, EMOTION_DIM, FE_NAMES, VA_NAMES
 
-from reactdiff_lite import metrics  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+official = importlib.import_module("react_reference")  # the slow reference of the test suite
 
 REACT_2024 = dict(N=1614, K=10, C=20)
 
@@ -54,10 +57,11 @@ def listeners(rng: np.random.Generator, n: int, T: int) -> np.ndarray:
     """(n, T, 25): binary AUs, VA in [-1, 1], FE probabilities. People differ, as in REACT:
     each gets their own AU rates (about 5-35 % active), valence/arousal offsets and
     expressiveness."""
-    rate = rng.uniform(0.4, 1.6, (n, 1, 15))                  # AU threshold: lower = more active
-    au = (smooth(rng, (n, T, 15), 12) > rate).astype(np.float32)
-    va = np.tanh(rng.normal(0, 0.4, (n, 1, 2)) + rng.uniform(0.3, 1.0, (n, 1, 1)) * smooth(rng, (n, T, 2), 25))
-    logits = rng.uniform(0.5, 2.0, (n, 1, 1)) * smooth(rng, (n, T, 8), 20) + rng.normal(0, 1, (n, 1, 8))
+    n_au, n_va, n_fe = len(AU_NAMES), len(VA_NAMES), len(FE_NAMES)
+    rate = rng.uniform(0.4, 1.6, (n, 1, n_au))  # AU threshold: lower = more active
+    au = (smooth(rng, (n, T, n_au), 12) > rate).astype(np.float32)
+    va = np.tanh(rng.normal(0, 0.4, (n, 1, n_va)) + rng.uniform(0.3, 1.0, (n, 1, 1)) * smooth(rng, (n, T, n_va), 25))
+    logits = rng.uniform(0.5, 2.0, (n, 1, 1)) * smooth(rng, (n, T, n_fe), 20) + rng.normal(0, 1, (n, 1, n_fe))
     fe = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     return np.concatenate([au, va, fe], -1).astype(np.float32)
 
@@ -66,16 +70,16 @@ def predictions(rng: np.random.Generator, L: np.ndarray, A: np.ndarray, K: int, 
     """(N, K, T, 25) float32 predictions with continuous AUs."""
     N, T, _ = L.shape
     if kind == "random":
-        p = listeners(rng, N * K, T).reshape(N, K, T, 25)
-        p[..., :15] = 1 / (1 + np.exp(-2 * smooth(rng, (N, K, T, 15), 12)))
+        p = listeners(rng, N * K, T).reshape(N, K, T, EMOTION_DIM)
+        p[..., AU] = 1 / (1 + np.exp(-2 * smooth(rng, (N, K, T, len(AU_NAMES)), 12)))
         return p
-    out = np.empty((N, K, T, 25), np.float32)
+    out = np.empty((N, K, T, EMOTION_DIM), np.float32)
     for n in range(N):
         for k in range(K):
             j = rng.choice(np.flatnonzero(A[n]))
             base = np.roll(L[j], int(rng.integers(-10, 11)), axis=0)
-            out[n, k] = np.clip(base + 0.15 * smooth(rng, (T, 25), 8), -1, 1)
-            out[n, k, :, :15] = np.clip(0.1 + 0.8 * base[:, :15] + 0.15 * smooth(rng, (T, 15), 8), 0, 1)
+            out[n, k] = np.clip(base + 0.15 * smooth(rng, (T, EMOTION_DIM), 8), -1, 1)
+            out[n, k, :, AU] = np.clip(0.1 + 0.8 * base[:, AU] + 0.15 * smooth(rng, (T, len(AU_NAMES)), 8), 0, 1)
     return out
 
 
@@ -128,8 +132,89 @@ def official_frdvs(pred: np.ndarray) -> float:
     import torch
 
     N, K = pred.shape[:2]
-    p = torch.from_numpy(pred).reshape(N, K, -1).transpose(0, 1)                   # (K, N, T*D)
+    p = torch.from_numpy(pred).reshape(N, K, -1).transpose(0, 1)  # (K, N, T*D)
     return float(torch.cdist(p, p).pow(2).sum() / (N * (N - 1) * K) / p.shape[-1])
+
+
+def compare_frdist(pred: np.ndarray, L: np.ndarray, A: np.ndarray, repeat: int) -> tuple[float, float]:
+    """Time FRDist the official way and ours on the same inputs, print the comparison;
+    returns both wall times (official, ours pruned)."""
+    threads = default_threads()
+    pairs = int(A.sum()) * pred.shape[1]
+    cpu: list[float] = []
+    t_off, table_off = best_of(lambda: official_frdist_table(pred, L, A), 1, cpu)
+    t_ours, (table, visited) = best_of(lambda: metrics.frdist_table(pred, L, A, return_visited=True), repeat, cpu)
+    t_full, table_full = best_of(lambda: metrics.frdist_table(pred, L, A, prune=False), 1, cpu)
+    t_one, _ = best_of(lambda: metrics.frdist_table(pred, L, A, threads=1), repeat, cpu)
+    diff = np.abs(table - table_off)
+    print("\nFRDist (per-task minima, N x K)")
+    print(
+        f"  official (tslearn per pair per group, 1 process): {t_off:8.2f} s   FRDist = {table_off.sum(1).mean():.6f}"
+    )
+    print(
+        f"  ours, pruned, {threads} threads:                     {t_ours:8.3f} s   FRDist = {table.sum(1).mean():.6f}"
+    )
+    print(f"  ours, pruned, 1 thread:                           {t_one:8.3f} s")
+    print(f"  ours, every pair (no pruning), {threads} threads:       {t_full:8.3f} s")
+    print(
+        f"  speed-up (wall): {t_off / t_ours:.1f}x  "
+        f"(1 thread: {t_off / t_one:.1f}x; without pruning: {t_off / t_full:.1f}x)"
+    )
+    print(
+        f"  CPU seconds: official {cpu[0]:.2f}, ours {cpu[1]:.3f} pruned / {cpu[2]:.3f} unpruned -> work ratio "
+        f"{cpu[0] / cpu[1]:.1f}x pruned, {cpu[0] / cpu[2]:.1f}x unpruned (wall on a quiet {threads}-core machine "
+        f"~ work ratio x {threads})"
+    )
+    print(f"  pruning: {visited.sum()} of {pairs} candidate DTWs computed to the end, the rest abandoned early")
+    print(
+        f"  max |difference| vs official: {diff.max():.3e} (relative {(diff / table_off).max():.3e}); "
+        f"pruned == unpruned bit for bit: {np.array_equal(table, table_full)}"
+    )
+    return t_off, t_ours
+
+
+def project_react_2024(pred, L, S, A, t_off: float, t_ours: float, repeat: int) -> None:
+    """Time every metric's unit of work both ways and print the projection to REACT 2024's size."""
+    N, K = pred.shape[:2]
+    pairs = int(A.sum()) * K
+    n_sub = min(N, 4)
+    js = [np.flatnonzero(A[n]) for n in range(n_sub)]
+    t_ccc = time.perf_counter()
+    for n in range(n_sub):
+        for j in js[n]:
+            official.ccc_official(L[j], pred[n, 0])
+    t_ccc = (time.perf_counter() - t_ccc) / sum(len(j) for j in js)  # per pair
+    t_tlcc = time.perf_counter()
+    for n in range(n_sub):
+        official.tlcc_offset(pred[n, 0], S[n])
+    t_tlcc = (time.perf_counter() - t_tlcc) / n_sub  # per item
+    t_rest_off, _ = best_of(lambda: official_frdiv_frvar(pred), 1)
+    t_rest_off /= N * K  # per prediction
+    t_dvs_off, _ = best_of(lambda: official_frdvs(pred), 1)  # O(N^2) cdist
+
+    t_corr, _ = best_of(lambda: metrics.frcorr(pred, L, A), repeat)
+    t_syn, _ = best_of(lambda: metrics.frsyn(pred, S), repeat)
+    t_rest, _ = best_of(lambda: (metrics.frdiv(pred), metrics.frvar(pred), metrics.frdvs(pred)), repeat)
+
+    P = REACT_2024
+    tasks, cand_pairs = P["N"] * P["K"], P["N"] * P["K"] * P["C"]
+    rows = [
+        ("FRDist", t_off / pairs * cand_pairs, t_ours / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
+        ("FRCorr", t_ccc * cand_pairs, t_corr / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
+        ("FRSyn", t_tlcc * P["N"], t_syn / N * P["N"]),
+        (
+            "FRDiv+FRVar+FRDvs",
+            t_rest_off * tasks + t_dvs_off * (P["N"] / N) ** 2 * P["K"] / K,
+            t_rest / (N * K) * tasks,
+        ),
+    ]
+    print(
+        f"\nprojection to a REACT-2024-sized test set (N={P['N']}, K={P['K']}, {P['C']} neighbours; "
+        f"each metric scaled by its unit of work; official FRDvs's cdist by N^2, ours is O(N)):"
+    )
+    print(f"  {'metric':<20}{'official':>14}{'ours':>12}{'ratio':>9}")
+    for name, a, b in rows + [("all six", sum(r[1] for r in rows), sum(r[2] for r in rows))]:
+        print(f"  {name:<20}{a / 60:>11.1f} min{b:>10.1f} s{a / b:>8.0f}x")
 
 
 def main(argv=None) -> None:
@@ -150,67 +235,17 @@ def main(argv=None) -> None:
     S = listeners(rng, N, T)
     pred = predictions(rng, L, A, K, args.pred)
     pairs = int(A.sum()) * K
-    threads = metrics.default_threads()
-    print(f"inputs: N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({pairs} DTW pairs), "
-          f"predictions '{args.pred}'; {threads} threads; load average {os.getloadavg()}")
+    threads = default_threads()
+    print(
+        f"inputs: N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({pairs} DTW pairs), "
+        f"predictions '{args.pred}'; {threads} threads; load average {os.getloadavg()}"
+    )
 
-    metrics.evaluate(pred[:2, :1, :60], L[:2, :60], S[:2, :60], np.eye(2))     # compile / load the caches
+    metrics.evaluate(pred[:2, :1, :60], L[:2, :60], S[:2, :60], np.eye(2))  # compile / load the caches
     official.frdist(pred[:2, :1, :60], L[:2, :60], np.eye(2))
 
-    # --------------------------------------------------------------- FRDist, side by side
-    cpu: list[float] = []
-    t_off, table_off = best_of(lambda: official_frdist_table(pred, L, A), 1, cpu)
-    t_ours, (table, visited) = best_of(lambda: metrics.frdist_table(pred, L, A, return_visited=True), args.repeat, cpu)
-    t_full, table_full = best_of(lambda: metrics.frdist_table(pred, L, A, prune=False), 1, cpu)
-    t_one, _ = best_of(lambda: metrics.frdist_table(pred, L, A, threads=1), args.repeat, cpu)
-    diff = np.abs(table - table_off)
-    print("\nFRDist (per-task minima, N x K)")
-    print(f"  official (tslearn per pair per group, 1 process): {t_off:8.2f} s   FRDist = {table_off.sum(1).mean():.6f}")
-    print(f"  ours, pruned, {threads} threads:                     {t_ours:8.3f} s   FRDist = {table.sum(1).mean():.6f}")
-    print(f"  ours, pruned, 1 thread:                           {t_one:8.3f} s")
-    print(f"  ours, every pair (no pruning), {threads} threads:       {t_full:8.3f} s")
-    print(f"  speed-up (wall): {t_off / t_ours:.1f}x  (1 thread: {t_off / t_one:.1f}x; without pruning: {t_off / t_full:.1f}x)")
-    print(f"  CPU seconds: official {cpu[0]:.2f}, ours {cpu[1]:.3f} pruned / {cpu[2]:.3f} unpruned -> work ratio "
-          f"{cpu[0] / cpu[1]:.1f}x pruned, {cpu[0] / cpu[2]:.1f}x unpruned (wall on a quiet {threads}-core machine "
-          f"~ work ratio x {threads})")
-    print(f"  pruning: {visited.sum()} of {pairs} candidate DTWs computed to the end, the rest abandoned early")
-    print(f"  max |difference| vs official: {diff.max():.3e} (relative {(diff / table_off).max():.3e}); "
-          f"pruned == unpruned bit for bit: {np.array_equal(table, table_full)}")
-
-    # ------------------------------------------------------- projection of the full suite
-    n_sub = min(N, 4)
-    js = [np.flatnonzero(A[n]) for n in range(n_sub)]
-    t_ccc = time.perf_counter()
-    for n in range(n_sub):
-        for j in js[n]:
-            official.ccc_official(L[j], pred[n, 0])
-    t_ccc = (time.perf_counter() - t_ccc) / sum(len(j) for j in js)                 # per pair
-    t_tlcc = time.perf_counter()
-    for n in range(n_sub):
-        official.tlcc_offset(pred[n, 0], S[n])
-    t_tlcc = (time.perf_counter() - t_tlcc) / n_sub                                  # per item
-    t_rest_off, _ = best_of(lambda: official_frdiv_frvar(pred), 1)
-    t_rest_off /= N * K                                                              # per prediction
-    t_dvs_off, _ = best_of(lambda: official_frdvs(pred), 1)                          # O(N^2) cdist
-
-    t_corr, _ = best_of(lambda: metrics.frcorr(pred, L, A), args.repeat)
-    t_syn, _ = best_of(lambda: metrics.frsyn(pred, S), args.repeat)
-    t_rest, _ = best_of(lambda: (metrics.frdiv(pred), metrics.frvar(pred), metrics.frdvs(pred)), args.repeat)
-
-    P = REACT_2024
-    tasks, cand_pairs = P["N"] * P["K"], P["N"] * P["K"] * P["C"]
-    rows = [
-        ("FRDist", t_off / pairs * cand_pairs, t_ours / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
-        ("FRCorr", t_ccc * cand_pairs, t_corr / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
-        ("FRSyn", t_tlcc * P["N"], t_syn / N * P["N"]),
-        ("FRDiv+FRVar+FRDvs", t_rest_off * tasks + t_dvs_off * (P["N"] / N) ** 2 * P["K"] / K,
-         t_rest / (N * K) * tasks),
-    ]
-    print(f"\nprojection to a REACT-2024-sized test set (N={P['N']}, K={P['K']}, {P['C']} neighbours; "
-          f"each metric scaled by its unit of work; official FRDvs's cdist by N^2, ours is O(N)):")
-    print(f"  {'metric':<20}{'official':>14}{'ours':>12}{'ratio':>9}")
-    for name, a, b in rows + [("all six", sum(r[1] for r in rows), sum(r[2] for r in rows))]:
-        print(f"  {name:<20}{a / 60:>11.1f} min{b:>10.1f} s{a / b:>8.0f}x")
+    t_off, t_ours = compare_frdist(pred, L, A, args.repeat)
+    project_react_2024(pred, L, S, A, t_off, t_ours, args.repeat)
     print(f"\nload average at the end {os.getloadavg()}")
 
 

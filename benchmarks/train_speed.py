@@ -79,7 +79,7 @@ def _time_steps(step, steps: int, device) -> float:
 def _amp(device, cfg):
     import torch
     from contextlib import nullcontext
-    if device.type != "cuda" or not cfg.train.amp:
+    if device.type != "cuda" or not cfg.optim.amp:
         return nullcontext
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return lambda: torch.autocast("cuda", dtype=dtype)
@@ -94,7 +94,7 @@ def _bench_training(net, opt, loss_fn, autocast, cfg, B: int, steps: int, device
             loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
         opt.step()
     seconds = _time_steps(step, steps, device)
     return {"batch": B, "s_per_step": seconds, "clips_per_s": B / seconds, "peak_mb": _peak_mb(device),
@@ -103,14 +103,15 @@ def _bench_training(net, opt, loss_fn, autocast, cfg, B: int, steps: int, device
 
 def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     import torch
+    from reactdiff_lite.config import load_config
     from reactdiff_lite.models.autoencoder import ReactionAutoencoder
-    from reactdiff_lite.train import load_config
+    from reactdiff_lite.train import parameter_groups
 
     device = torch.device(device)
     cfg = load_config(ROOT / "configs" / f"stage1_{name}.yaml")
-    B = cfg.train.batch_size if device.type == "cuda" else min(cfg.train.batch_size, cpu_batch)
+    B = cfg.optim.batch_size if device.type == "cuda" else min(cfg.optim.batch_size, cpu_batch)
     net = ReactionAutoencoder(cfg.autoencoder).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr)
+    opt = torch.optim.AdamW(parameter_groups(net, cfg.optim.weight_decay), lr=cfg.optim.lr)
     batch, autocast = _person(cfg, B, cfg.data.window, device), _amp(device, cfg)
 
     return _bench_training(net, opt, lambda: net.loss(batch)[0], autocast, cfg, B, steps, device)
@@ -118,15 +119,12 @@ def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
 
 def _stage2_parts(name: str, device):
     import torch
-    from reactdiff_lite.models.autoencoder import AutoencoderConfig
+    from reactdiff_lite.config import load_config, stage_dict
     from reactdiff_lite.models.diffusion import LatentDiffusion
-    from reactdiff_lite.train import load_config
+    from reactdiff_lite.tasks import resolve_stage2
 
-    cfg = load_config(ROOT / "configs" / f"stage2_{name}.yaml")
     s1 = load_config(ROOT / "configs" / f"stage1_{name}.yaml")
-    cfg.autoencoder = AutoencoderConfig.from_dict(s1.autoencoder.to_dict())
-    cfg.diffusion.denoiser.latent_dim = cfg.autoencoder.latent_dim
-    cfg.stage2.encode_chunk = cfg.stage2.encode_chunk or s1.data.window
+    cfg = resolve_stage2(load_config(ROOT / "configs" / f"stage2_{name}.yaml"), stage_dict(s1), "stage-1 config")
     torch.manual_seed(0)
     return cfg, LatentDiffusion(cfg.diffusion).to(device)
 
@@ -134,17 +132,19 @@ def _stage2_parts(name: str, device):
 def bench_stage2(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     import torch
 
+    from reactdiff_lite.train import parameter_groups
+
     device = torch.device(device)
     cfg, net = _stage2_parts(name, device)
     d = cfg.diffusion.denoiser
-    B = cfg.train.batch_size if device.type == "cuda" else min(cfg.train.batch_size, cpu_batch)
+    B = cfg.optim.batch_size if device.type == "cuda" else min(cfg.optim.batch_size, cpu_batch)
     g = torch.Generator().manual_seed(0)
     S = d.context_before + d.window + d.context_after
     x0 = torch.randn(B, d.window, d.latent_dim, generator=g).to(device)
     speaker = torch.randn(B, S, d.latent_dim, generator=g).to(device)
     prev = torch.randn(B, d.context_before, d.latent_dim, generator=g).to(device)
     mask = (torch.rand(B, S, generator=g) > 0.1).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr)
+    opt = torch.optim.AdamW(parameter_groups(net, cfg.optim.weight_decay), lr=cfg.optim.lr)
     autocast = _amp(device, cfg)
 
     return _bench_training(net, opt, lambda: net.loss(x0, speaker, mask, prev), autocast, cfg, B, steps, device)
@@ -153,7 +153,8 @@ def bench_stage2(name: str, device: str, steps: int, cpu_batch: int) -> dict:
 def bench_sampling(name: str, device: str, frames: int, reactions: int, ddpm: bool) -> dict:
     import torch
     from reactdiff_lite.models.autoencoder import ReactionAutoencoder
-    from reactdiff_lite.sampling import ReactionModel, generate
+    from reactdiff_lite.latents import ReactionModel
+    from reactdiff_lite.sampling import generate
 
     device = torch.device(device)
     cfg, diffusion = _stage2_parts(name, device)

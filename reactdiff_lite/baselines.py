@@ -11,7 +11,7 @@ mirrored item order of the split:
 * ``NN``: the listeners of the K training items whose speakers are closest to the test
   speaker (lock-step distance of z-scored attributes, see :func:`nearest_speakers`).
 * ``Oracle``: K fresh draws from the dyadic world's reaction law
-  (:func:`reactdiff_lite.data.synthetic.oracle_reactions`); synthetic data only.
+  (:func:`reactdiff_lite.data.oracle.oracle_reactions`); synthetic data only.
 
 As in the official ``run_baselines.py``, the training means average every training
 person-clip; with mirrored items these are the listeners of all training items (each
@@ -25,8 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from .data.react import SplitData
-from .data.schema import EMOTION_DIM
+from .data.cache import SplitData
+from .schema import EMOTION_DIM
 
 Baseline = Callable[..., np.ndarray]
 
@@ -105,7 +105,8 @@ def nn(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
 
 
 def oracle(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
-    from .data.synthetic import oracle_reactions, read_manifest
+    from .data.oracle import oracle_reactions
+    from .data.synthetic import read_manifest
 
     root = Path(data_root) if data_root is not None else Path(test.root)
     if read_manifest(root) is None:

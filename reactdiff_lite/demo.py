@@ -26,7 +26,6 @@ Every choice is made on val; the tables report test.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -35,16 +34,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from reactdiff_lite import metrics
+from reactdiff_lite import metrics, plots
 from reactdiff_lite.baselines import BASELINES, predict_baseline
-from reactdiff_lite.data.react import SplitData, load_split
-from reactdiff_lite.data.schema import AU_NAMES, VA_NAMES
+from reactdiff_lite.config import load_config
+from reactdiff_lite.data.cache import SplitData, load_split
 from reactdiff_lite.data.synthetic import ensure_dataset
-from reactdiff_lite.evaluation import evaluate_methods, results_markdown
-from reactdiff_lite.sampling import (ReactionModel, encode_latents, generate, load_model, model_modalities,
-                                     save_predictions)
-from reactdiff_lite.train import load_config, train
-from reactdiff_lite.utils import atomic_write, atomic_write_json, atomic_write_text
+from reactdiff_lite.evaluation import evaluate_methods, markdown_table, results_markdown
+from reactdiff_lite.latents import ReactionModel, load_model, model_modalities
+from reactdiff_lite.sampling import generate, save_predictions
+from reactdiff_lite.schema import FPS
+from reactdiff_lite.train import read_log, train
+from reactdiff_lite.utils import atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -97,11 +97,6 @@ class _timer:
         self.timings[self.name] = round(time.perf_counter() - self.start, 1)
 
 
-def speaker_latents(model: ReactionModel, split: SplitData) -> torch.Tensor:
-    """Normalised latents (N, T, Dz) of every item's speaker (each clip encoded once)."""
-    return encode_latents(model.autoencoder, split, model.encode_chunk, device=model.device)[split.speaker_index]
-
-
 def quality_bar(methods: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The demo's claim on one results table: beats every non-oracle baseline on FRCorr and
     FRDist, FRDiv within a factor 2 of the Oracle's, and FRCorr as a fraction of the Oracle's."""
@@ -140,72 +135,22 @@ def _subset_frcorr(pred: np.ndarray, items: np.ndarray, split: SplitData) -> flo
 
 # ----------------------------------------------------------------------------- figures
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
-    plt.close(fig)
-    return path
-
-
-def figure_faces(pred: dict, split: SplitData, item: int, path: Path, start: int = 0, frames: int = 150,
-                 reactions: int = 4) -> Path:
+def _figure_faces(pred: dict, split: SplitData, item: int, path: Path, frames: int = 150, reactions: int = 4):
     """Faces over ``frames`` frames: the speaker, the real listener and several generated ones."""
-    from reactdiff_lite.render import face_strip
-
-    sl = slice(start, start + frames)
-    tdmm = split.clip_tensor("tdmm", split.speaker_index[item:item + 1])[0] if split.tdmm is not None else None
-    real = split.clip_tensor("tdmm", split.listener_index[item:item + 1])[0] if split.tdmm is not None else None
-    emotion = torch.cat([split.speaker_emotion[item, None, sl], split.listener_emotion[item, None, sl],
-                         pred["emotion"][item, :reactions, sl]]).numpy()
-    poses = None if tdmm is None else torch.cat([tdmm[None, sl], real[None, sl], pred["tdmm"][item, :reactions, sl]]).numpy()
+    start = min(100, split.n_frames - frames) if split.n_frames > frames else 0
+    frames = min(frames, split.n_frames)
+    window = slice(start, start + frames)
+    emotion = torch.cat([split.speaker_emotion[item, None, window], split.listener_emotion[item, None, window],
+                         pred["emotion"][item, :reactions, window]]).numpy()  # (2 + R, frames, 25)
+    poses = None
+    if split.tdmm is not None:
+        people = torch.stack([split.speaker_index[item], split.listener_index[item]])
+        real = split.clip_tensor("tdmm", people)[:, window]  # (2, frames, 58)
+        poses = torch.cat([real, pred["tdmm"][item, :reactions, window]]).numpy()
     labels = ["speaker", "real listener"] + [f"ReactDiff #{k + 1}" for k in range(reactions)]
-    fig = face_strip(emotion, poses, n=10, labels=labels)
-    fig.axes[0].set_title(f"test item {item}, from {start / 25:.1f} s: the speaker, the real listener and {reactions} "
-                          f"ReactDiff listeners (different noise)", fontsize=9)
-    return _save(fig, path)
-
-
-def figure_curves(pred: dict, split: SplitData, item: int, path: Path) -> Path:
-    """Valence, arousal and two AUs over time: speaker above, K reactions overlaid, real listener."""
-    import matplotlib.pyplot as plt
-
-    au = {name: i for i, name in enumerate(AU_NAMES)}
-    rows = [("valence", 15), ("arousal", 16), ("AU12 (smile)", au["AU12"]), ("AU25 (lips part)", au["AU25"])]
-    t = np.arange(split.n_frames) / 25
-    spk, lst, gen = split.speaker_emotion[item].numpy(), split.listener_emotion[item].numpy(), pred["emotion"][item].numpy()
-    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 1.6 * len(rows)), sharex=True)
-    for r, (name, d) in enumerate(rows):
-        axes[r, 0].plot(t, spk[:, d], color="tab:blue", lw=1)
-        axes[r, 0].set_ylabel(name, fontsize=8)
-        for k in range(gen.shape[0]):
-            axes[r, 1].plot(t, gen[k, :, d], color="tab:orange", lw=0.6, alpha=0.35)
-        if d >= 15 + len(VA_NAMES) or d < 15:  # AUs are 0/1: show the share of reactions with it on
-            axes[r, 1].plot(t, gen[:, :, d].mean(0), color="tab:red", lw=1, label="share of K on")
-        axes[r, 1].plot(t, lst[:, d], color="black", lw=1, label="real listener")
-    axes[0, 0].set_title("speaker", fontsize=9)
-    axes[0, 1].set_title(f"listener: {gen.shape[0]} ReactDiff reactions (orange) and the real one (black)", fontsize=9)
-    axes[-1, 0].set_xlabel("s")
-    axes[-1, 1].set_xlabel("s")
-    axes[2, 1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def figure_losses(runs: dict[str, Path], path: Path) -> Path:
-    """The loss curves of both stages side by side, from their log.jsonl."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.2))
-    for ax, (name, run) in zip(np.atleast_1d(axes), runs.items()):
-        records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-        train_pts = [(r["step"], r["loss"]) for r in records if "loss" in r]
-        val_pts = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-        ax.plot(*zip(*train_pts), lw=0.8, label="train (batch)")
-        ax.plot(*zip(*val_pts), "o-", ms=3, label="val (EMA weights)")
-        ax.set(title=name, xlabel="step", ylabel="loss", yscale="log")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    title = (f"test item {item}, from {start / FPS:.1f} s: the speaker, the real listener and {reactions} "
+             "ReactDiff listeners (different noise)")
+    return plots.save_figure(plots.reaction_faces(emotion, poses, labels, title), path)
 
 
 def diversity_vs_steps(model: ReactionModel, latents: torch.Tensor, split: SplitData, items: np.ndarray, k: int,
@@ -218,29 +163,6 @@ def diversity_vs_steps(model: ReactionModel, latents: torch.Tensor, split: Split
     if oracle is not None:
         out["oracle"] = {"FRDiv": metrics.frdiv(oracle), "FRCorr_per_reaction": _subset_frcorr(oracle, items, split)}
     return out
-
-
-def figure_diversity(curve: dict, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    steps = [s for s in curve if s != "oracle"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot(steps, [curve[s]["FRDiv"] for s in steps], "o-", color="tab:orange", label="FRDiv (diversity)")
-    ax2 = ax.twinx()
-    ax2.plot(steps, [curve[s]["FRCorr_per_reaction"] for s in steps], "s--", color="tab:blue",
-             label="FRCorr / K (appropriateness)")
-    if "oracle" in curve:
-        ax.axhline(curve["oracle"]["FRDiv"], color="tab:orange", lw=0.8, ls=":", label="Oracle FRDiv")
-        ax2.axhline(curve["oracle"]["FRCorr_per_reaction"], color="tab:blue", lw=0.8, ls=":", label="Oracle FRCorr / K")
-    ax.set(xscale="log", xlabel="DDIM steps", ylabel="FRDiv")
-    ax.set_xticks(steps, [str(s) for s in steps])
-    ax2.set_ylabel("FRCorr / K")
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center",
-              bbox_to_anchor=(0.5, -0.2), ncol=2)
-    ax.set_title("diversity and appropriateness vs DDIM steps (test subset)", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 # ----------------------------------------------------------------------------- the demo
@@ -266,7 +188,7 @@ def run_demo(preset: str = "default", out: str | Path = "runs/demo", seed: int =
     with _timer(timings, "sample"):
         test = load_split(out / "data", "test", frame_size=model.config.data.frame_size,
                           modalities=tuple(dict.fromkeys(model_modalities(model.autoencoder) + ("tdmm",))))
-        latents = speaker_latents(model, test)
+        latents = model.speaker_latents(test)
         pred = generate(model, latents, k=K, seed=seed, progress=progress)
         save_predictions(out / "preds.npz", pred)
     with _timer(timings, "evaluate"):
@@ -279,18 +201,7 @@ def run_demo(preset: str = "default", out: str | Path = "runs/demo", seed: int =
     quality = quality_bar(results)
     if figures:
         with _timer(timings, "figures"):
-            fig_dir = out / "figures"
-            item = int(np.argmax(test.listener_emotion.std(1).mean(-1).numpy()))  # a lively listener
-            figure_faces(pred, test, item, fig_dir / "reactions_faces.png", start=min(100, test.n_frames - 150)
-                         if test.n_frames > 150 else 0, frames=min(150, test.n_frames))
-            figure_curves(pred, test, item, fig_dir / "au_va_curves.png")
-            figure_losses({"stage 1: autoencoder": out / "stage1", "stage 2: latent diffusion": out / "stage2"},
-                          fig_dir / "loss_curves.png")
-            items = np.linspace(0, len(test) - 1, min(12, len(test))).round().astype(int)
-            oracle = methods["Oracle"][items, :5]
-            curve = diversity_vs_steps(model, latents, test, items, 5, DIVERSITY_STEPS, seed, oracle)
-            atomic_write_json(fig_dir / "diversity_vs_steps.json", {str(k): v for k, v in curve.items()})
-            figure_diversity(curve, fig_dir / "diversity_vs_steps.png")
+            _write_figures(out, model, pred, test, latents, methods["Oracle"], seed)
     timings["total"] = round(time.perf_counter() - start, 1)
     atomic_write_json(out / "results.json", results)
     atomic_write_json(out / "run.json", {"preset": preset, "seed": seed, "N": table["N"], "T": table["T"], "K": K,
@@ -305,6 +216,23 @@ def run_demo(preset: str = "default", out: str | Path = "runs/demo", seed: int =
             shutil.copy(out / "figures" / name, FIGURES / name)
         atomic_write_text(FIGURES / "results_default.md", md)
     return {"results": results, "quality": quality, "timings": timings, "out": str(out)}
+
+
+def _write_figures(out: Path, model: ReactionModel, pred: dict, test: SplitData, latents: torch.Tensor,
+                   oracle: np.ndarray, seed: int) -> None:
+    """Faces, AU/VA curves, both loss curves and diversity vs DDIM steps, in ``out/figures``."""
+    fig_dir = out / "figures"
+    item = int(np.argmax(test.listener_emotion.std(1).mean(-1).numpy()))  # a lively listener
+    _figure_faces(pred, test, item, fig_dir / "reactions_faces.png")
+    curves = plots.reaction_curves(test.speaker_emotion[item].numpy(), test.listener_emotion[item].numpy(),
+                                   pred["emotion"][item].numpy())
+    plots.save_figure(curves, fig_dir / "au_va_curves.png")
+    runs = {"stage 1: autoencoder": out / "stage1", "stage 2: latent diffusion": out / "stage2"}
+    plots.plot_losses({title: read_log(run / "log.jsonl") for title, run in runs.items()}, fig_dir / "loss_curves.png")
+    items = np.linspace(0, len(test) - 1, min(12, len(test))).round().astype(int)
+    curve = diversity_vs_steps(model, latents, test, items, 5, DIVERSITY_STEPS, seed, oracle[items, :5])
+    atomic_write_json(fig_dir / "diversity_vs_steps.json", {str(k): v for k, v in curve.items()})
+    plots.save_figure(plots.diversity_curve(curve), fig_dir / "diversity_vs_steps.png")
 
 
 def _results_md(preset: str, table: dict, quality: dict, timings: dict, model: ReactionModel) -> str:
@@ -333,19 +261,11 @@ ABLATIONS = {  # name: overrides of the default configs (trained from scratch, b
     "audio off": ("autoencoder.encoder.audio=false",),
     "video on (+ face-frame CNN)": ("autoencoder.encoder.video=true",),
 }
-ROW_METRICS = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn")
 
 
 def _evaluate_model(model: ReactionModel, split: SplitData, latents: torch.Tensor, seed: int, **options) -> dict:
     pred = generate(model, latents, k=model.config.sample.k, seed=seed, **options)
     return evaluate_methods({"m": pred["emotion"].numpy()}, split, realism=False)["methods"]["m"]
-
-
-def _table(rows: dict[str, dict], first: str) -> str:
-    head = f"| {first} | " + " | ".join(f"{m} {'↑' if metrics.HIGHER_IS_BETTER[m] else '↓'}" for m in ROW_METRICS) + " |"
-    lines = [head, "|---|" + "---:|" * len(ROW_METRICS)]
-    lines += [f"| {name} | " + " | ".join(f"{row[m]:.4f}" for m in ROW_METRICS) + " |" for name, row in rows.items()]
-    return "\n".join(lines)
 
 
 def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed: int = 0,
@@ -364,11 +284,11 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
     for name, best in models.items():
         model = load_model(best)
         test = load_split(data, "test", modalities=model_modalities(model.autoencoder))
-        rows[name] = _evaluate_model(model, test, speaker_latents(model, test), seed)
+        rows[name] = _evaluate_model(model, test, model.speaker_latents(test), seed)
     model = load_model(models["ReactDiff (MMT, audio, no video)"])
     test = load_split(data, "test", modalities=model_modalities(model.autoencoder))
     val = load_split(data, "val", modalities=model_modalities(model.autoencoder))
-    z_test, z_val = speaker_latents(model, test), speaker_latents(model, val)
+    z_test, z_val = model.speaker_latents(test), model.speaker_latents(val)
     for s in ABLATION_STEPS:
         steps_rows[f"DDIM {s}"] = _evaluate_model(model, test, z_test, seed, steps=s)
     for g in GUIDANCE_SCALES:
@@ -381,13 +301,13 @@ def run_ablation(preset: str = "default", out: str | Path = "runs/ablate", seed:
         f"# Ablations ({preset} preset, seed {seed}): test split, K = {model.config.sample.k}", "",
         "Every variant trains both stages from scratch with the default configs plus one change. "
         "Official metric definitions (FRCorr, FRDist summed over K).", "",
-        "## Fusion and modalities", "", _table(rows, "variant"), "",
+        "## Fusion and modalities", "", markdown_table(rows, metrics.METRICS, first_header="variant"), "",
         f"## DDIM steps (full model, η = {model.config.sample.eta}, guidance {model.config.sample.guidance})", "",
-        _table(steps_rows, "sampler"), "",
+        markdown_table(steps_rows, metrics.METRICS, first_header="sampler"), "",
         "## Classifier-free guidance scale", "",
         f"Chosen on **val** (best mean rank of FRCorr and FRDist): **s = {chosen}**. Test:", "",
-        _table(guidance_test, "guidance"), "",
-        "Val (selection):", "", _table({f"s = {g}": r for g, r in guidance_val.items()}, "guidance"), ""])
+        markdown_table(guidance_test, metrics.METRICS, first_header="guidance"), "",
+        "Val (selection):", "", markdown_table({f"s = {g}": r for g, r in guidance_val.items()}, metrics.METRICS, first_header="guidance"), ""])
     atomic_write_text(out / "ablation.md", md)
     if preset == "default" and seed == 0:
         FIGURES.mkdir(exist_ok=True)

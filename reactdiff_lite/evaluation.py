@@ -11,45 +11,95 @@ next to the predictions (``<stem>.metrics.json``).
 from __future__ import annotations
 
 import sys
+import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from . import metrics
-from .data.react import DataError, SplitData
-from .data.schema import EMOTION_DIM, TDMM_DIM
-from .utils import atomic_write_json
+from .data.cache import SplitData
+from .schema import EMOTION_DIM, TDMM_DIM
+from .utils import UserError, atomic_write_json
 
-COLUMNS = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn", "FRRea_proxy", "FRCorr_3DMM", "FRDist_3DMM")
+COLUMNS = (*metrics.METRICS, "FRRea_proxy", "FRCorr_3DMM", "FRDist_3DMM")
 LABELS = {"FRRea_proxy": "FRRea-proxy", "FRCorr_3DMM": "FRCorr 3DMM", "FRDist_3DMM": "FRDist 3DMM"}
 BETTER = {**metrics.HIGHER_IS_BETTER, "FRCorr_3DMM": True, "FRDist_3DMM": False}
+WRITTEN_BY = "as `python -m reactdiff_lite sample --out preds.npz` writes"
 
 
-def check_predictions(pred, split: SplitData, *, source: str = "predictions", key: str = "emotion",
-                      dim: int = EMOTION_DIM) -> np.ndarray:
-    """``pred`` as float32 (N, K, T, dim) for ``split``, or a ValueError naming ``source`` and the problem."""
-    p = metrics.as_array(pred, f"{source}[{key}]")
+class PredictionsError(UserError):
+    """Predictions that cannot be evaluated (a missing or unreadable file, a wrong key,
+    shape or dtype, NaN): the message names the file and what to do."""
+
+
+# ------------------------------------------------------------------------ predictions
+def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    """``emotion`` (and ``tdmm`` when present) from a predictions .npz, or a
+    :class:`PredictionsError` naming the file and what to do."""
+    path = Path(path)
+    expected = f"expected a .npz with an emotion array (N, K, T, {EMOTION_DIM}), {WRITTEN_BY}"
+    if not path.exists():
+        raise PredictionsError(f"predictions file {path} does not exist; {expected}")
+    if not zipfile.is_zipfile(path):
+        raise PredictionsError(f"predictions file {path} is not a .npz archive; {expected}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.files)
+            arrays = {k: f[k] for k in ("emotion", "tdmm") if k in keys}
+    except Exception as err:
+        if "allow_pickle" in str(err):  # numpy refuses object arrays: unpickling could run any code
+            raise PredictionsError(
+                f"predictions file {path} holds object (pickled) arrays, which are not loaded for safety; "
+                f"save plain float arrays, e.g. np.savez(path, emotion=pred.astype(np.float32))"
+            ) from err
+        raise PredictionsError(f"predictions file {path} is unreadable ({err}); {expected}") from err
+    if "emotion" not in arrays:
+        raise PredictionsError(f"predictions file {path} has no 'emotion' array (found {keys}); {expected}")
+    return arrays
+
+
+def check_predictions(
+    pred, split: SplitData, *, source: str = "predictions", key: str = "emotion", dim: int = EMOTION_DIM
+) -> np.ndarray:
+    """``pred`` as float32 (N, K, T, dim) for ``split``, or a :class:`PredictionsError`
+    naming ``source`` and the problem."""
+    try:
+        p = metrics.as_array(pred, f"{source}: {key}")
+    except TypeError as err:  # strings, objects
+        raise PredictionsError(f"{err} (float32), {WRITTEN_BY}") from err
     N, T = len(split), split.n_frames
+    where = f"the {split.split} split of {split.root}"
     if p.ndim != 4:
-        raise ValueError(f"{source}: {key} has shape {p.shape}, expected (N, K, T, {dim})")
+        raise PredictionsError(f"{source}: {key} has shape {p.shape}, expected (N, K, T, {dim}), {WRITTEN_BY}")
     if p.shape[0] != N:
-        raise ValueError(f"{source}: {key} has N = {p.shape[0]} items, but the {split.split} split of "
-                         f"{split.root} has {N} (mirrored) items")
+        raise PredictionsError(
+            f"{source}: {key} has N = {p.shape[0]} items, but {where} has {N} (mirrored) items; "
+            f"sample with --data {split.root} --split {split.split}"
+        )
     if p.shape[2] != T or p.shape[3] != dim:
-        raise ValueError(f"{source}: {key} has shape {p.shape}, expected ({N}, K, {T}, {dim}) for the "
-                         f"{split.split} split of {split.root}")
+        raise PredictionsError(f"{source}: {key} has shape {p.shape}, expected ({N}, K, {T}, {dim}) for {where}")
     bad = ~np.isfinite(p)
     if bad.any():
         n, k, t, d = np.argwhere(bad)[0]
-        raise ValueError(f"{source}: {key} has {int(bad.sum())} NaN/inf values (first at item {n}, "
-                         f"prediction {k}, frame {t}, dim {d})")
+        raise PredictionsError(
+            f"{source}: {key} has {int(bad.sum())} NaN/inf values (first at item {n}, prediction {k}, "
+            f"frame {t}, dim {d}); every value must be a finite number"
+        )
     return p.astype(np.float32, copy=False)
 
 
-def evaluate_methods(preds: Mapping[str, np.ndarray | Mapping[str, np.ndarray]], split: SplitData, *,
-                     reduce: str = "sum", all_predictions: bool = False, realism: bool = True,
-                     progress: bool = False, threads: int | None = None) -> dict:
+# ---------------------------------------------------------------------------- results
+def evaluate_methods(
+    preds: Mapping[str, np.ndarray | Mapping[str, np.ndarray]],
+    split: SplitData,
+    *,
+    reduce: str = "sum",
+    all_predictions: bool = False,
+    realism: bool = True,
+    progress: bool = False,
+    threads: int | None = None,
+) -> dict:
     """REACT metrics of several methods on one split.
 
     Args:
@@ -61,81 +111,101 @@ def evaluate_methods(preds: Mapping[str, np.ndarray | Mapping[str, np.ndarray]],
         realism: add the FRRea-proxy column (:func:`reactdiff_lite.metrics.realism_proxy`).
 
     Returns:
-        ``{"split", "root", "N", "T", "options", "methods": {name: {metric: value}}}``.
+        ``{"split", "root", "N", "T", "K", "options", "methods": {name: {metric: value}}}``.
     """
     listener, speaker = split.listener_emotion.numpy(), split.speaker_emotion.numpy()
-    methods = {}
+    methods, K = {}, {}
     for name, pred in preds.items():
         arrays = dict(pred) if isinstance(pred, Mapping) else {"emotion": pred}
         p = check_predictions(arrays["emotion"], split, source=name)
-        row = metrics.evaluate(p, listener, speaker, split.neighbours, reduce=reduce, all_predictions=all_predictions,
-                               realism=realism, progress=progress, threads=threads)
+        K[name] = p.shape[1]
+        row = metrics.evaluate(
+            p,
+            listener,
+            speaker,
+            split.neighbours,
+            reduce=reduce,
+            all_predictions=all_predictions,
+            realism=realism,
+            progress=progress,
+            threads=threads,
+        )
         if arrays.get("tdmm") is not None and split.tdmm is not None:
             t = check_predictions(arrays["tdmm"], split, source=name, key="tdmm", dim=TDMM_DIM)
             real = split.clip_tensor("tdmm", split.listener_index).numpy()
             row["FRCorr_3DMM"] = metrics.frcorr(t, real, split.neighbours, reduce=reduce)
             row["FRDist_3DMM"] = metrics.frdist(t, real, split.neighbours, reduce=reduce, threads=threads)
         methods[name] = {key: float(v) for key, v in row.items()}
-    K = {name: int(np.shape(p["emotion"] if isinstance(p, Mapping) else p)[1]) for name, p in preds.items()}
-    return {"split": split.split, "root": str(split.root), "N": len(split), "T": split.n_frames, "K": K,
-            "options": {"reduce": reduce, "all_predictions": all_predictions}, "methods": methods}
+    return {
+        "split": split.split,
+        "root": str(split.root),
+        "N": len(split),
+        "T": split.n_frames,
+        "K": K,
+        "options": {"reduce": reduce, "all_predictions": all_predictions},
+        "methods": methods,
+    }
 
 
-def results_markdown(results: dict, digits: int = 4) -> str:
-    """One row per method, one column per metric; the header arrow says which way is better."""
-    methods = results["methods"]
-    cols = [c for c in COLUMNS if any(c in row for row in methods.values())]
-    head = ["method"] + [f"{LABELS.get(c, c)} {'↑' if BETTER[c] else '↓'}" for c in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
-    for name, row in methods.items():
-        cells = [f"{row[c]:.{digits}f}" if c in row else "–" for c in cols]
+def markdown_table(
+    rows: Mapping[str, Mapping[str, float]],
+    columns: Sequence[str] | None = None,
+    *,
+    first_header: str = "method",
+    digits: int = 4,
+) -> str:
+    """A markdown table: one row per name, one column per metric, ``–`` where a row lacks one.
+
+    Args:
+        rows: ``{row name: {metric: value}}``.
+        columns: the metrics to show, in order; default: those of :data:`COLUMNS` present in any row.
+        first_header: header of the row-name column.
+        digits: decimals of every value.
+
+    The header shows each metric's label and an arrow (↑ higher is better, ↓ lower);
+    a metric without a known direction gets none.
+    """
+    if columns is None:
+        columns = [c for c in COLUMNS if any(c in row for row in rows.values())]
+    arrows = {True: " ↑", False: " ↓", None: ""}
+    head = [first_header] + [LABELS.get(c, c) + arrows[BETTER.get(c)] for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
+    for name, row in rows.items():
+        cells = [f"{row[c]:.{digits}f}" if c in row else "–" for c in columns]
         lines.append("| " + " | ".join([name] + cells) + " |")
     return "\n".join(lines)
 
 
-def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
-    """``emotion`` (and ``tdmm`` when present) from a predictions .npz, with errors naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"predictions file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("emotion", "tdmm") if k in f.files}
-            keys = list(f.files)
-    except Exception as err:  # noqa: BLE001 - any unreadable npz
-        raise ValueError(f"predictions file {path} is unreadable: {err}") from err
-    if "emotion" not in arrays:
-        raise ValueError(f"predictions file {path} has no 'emotion' array (found {keys}); "
-                         f"expected emotion (N, K, T, 25) as written by `python -m reactdiff_lite sample`")
-    return arrays
+def results_markdown(results: dict, digits: int = 4) -> str:
+    """The table of :func:`evaluate_methods` results: one row per method, one column per metric."""
+    return markdown_table(results["methods"], digits=digits)
 
 
 def cli_evaluate(args) -> int:
-    """``python -m reactdiff_lite evaluate --pred preds.npz --data DIR --split test [--baselines]``."""
+    """``python -m reactdiff_lite evaluate --pred preds.npz --data DIR --split test [--baselines]``.
+
+    Problems the user can fix raise :class:`~reactdiff_lite.utils.UserError` subclasses
+    (:class:`PredictionsError`, the data layer's ``DataError``); the CLI prints them as one line.
+    """
     from .baselines import BASELINES, predict_baseline
-    from .data.react import load_split
+    from .data.cache import load_split
     from .data.synthetic import read_manifest
 
-    try:
-        pred = load_predictions(args.pred)
-        modalities = ("emotion", "tdmm") if "tdmm" in pred else ("emotion",)
-        split = load_split(args.data, args.split, modalities=modalities)
-        name = Path(args.pred).stem
-        methods = {name: {"emotion": check_predictions(pred["emotion"], split, source=str(args.pred)),
-                          **({"tdmm": check_predictions(pred["tdmm"], split, source=str(args.pred), key="tdmm",
-                                                        dim=TDMM_DIM)} if "tdmm" in pred else {})}}
-        if args.baselines:
-            K = methods[name]["emotion"].shape[1]
-            train = load_split(args.data, "train", modalities=("emotion",))
-            for b in BASELINES:
-                if b == "Oracle" and read_manifest(args.data) is None:
-                    print("evaluate: skipping Oracle (not a synthetic dataset)", file=sys.stderr)
-                    continue
-                methods[b] = predict_baseline(b, train, split, k=K, seed=0, data_root=args.data)
-        results = evaluate_methods(methods, split, progress=True)
-    except (ValueError, DataError, FileNotFoundError) as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 2
+    pred = load_predictions(args.pred)
+    split = load_split(args.data, args.split, modalities=("emotion", "tdmm") if "tdmm" in pred else ("emotion",))
+    name = Path(args.pred).stem
+    methods = {name: {"emotion": check_predictions(pred["emotion"], split, source=str(args.pred))}}
+    if "tdmm" in pred:
+        methods[name]["tdmm"] = check_predictions(pred["tdmm"], split, source=str(args.pred), key="tdmm", dim=TDMM_DIM)
+    if args.baselines:
+        K = methods[name]["emotion"].shape[1]
+        train = load_split(args.data, "train", modalities=("emotion",))
+        for baseline in BASELINES:
+            if baseline == "Oracle" and read_manifest(args.data) is None:
+                print("evaluate: skipping Oracle (not a synthetic dataset)", file=sys.stderr)
+                continue
+            methods[baseline] = predict_baseline(baseline, train, split, k=K, seed=0, data_root=args.data)
+    results = evaluate_methods(methods, split, progress=True)
     print(results_markdown(results))
     out = Path(args.pred).with_name(Path(args.pred).stem + ".metrics.json")
     atomic_write_json(out, results)

@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, atomic writes, notebook metrics."""
+"""Small shared helpers: the user-error base class, seeds, devices, atomic writes, notebook metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +6,32 @@ import json
 import os
 import random
 import tempfile
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+
+class UserError(ValueError):
+    """A problem the user can fix (a file, a config value, a checkpoint): its message names
+    the file and what to do. The command line prints it as one line and exits 2."""
+
+
+class Seed(IntEnum):
+    """Purposes of counter-based seeds: ``derive_seed(run_seed, Seed.BATCH, step)``."""
+
+    INIT = 0  # initial weights
+    BATCH = 1  # which windows a training step draws
+    NOISE = 2  # diffusion noise and timesteps of a micro-batch
+    DROPOUT = 3  # dropout masks of a micro-batch
+    VAL = 4  # validation noise
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed from integer keys (numpy's SeedSequence): independent streams per key."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def seed_everything(seed: int) -> None:

@@ -1,9 +1,12 @@
 """A straightforward implementation of the official REACT metrics, written from their
-definitions (``react_benchmark.md``) and the official procedure: plain loops, numpy,
-tslearn for DTW, torch where the official code reduces with torch. Slow on purpose.
+definitions and the official procedure (``metric/*.py`` of the REACT 2023/2024 baseline
+repositories): plain loops, numpy, tslearn for DTW, torch where the official code reduces
+with torch. Slow on purpose.
 
 It is the oracle of ``tests/test_metrics.py`` and the "official approach" timed by
-``benchmarks/metrics_speed.py``. It shares no code with ``reactdiff_lite.metrics``.
+``benchmarks/metrics_speed.py``. It shares no code with ``reactdiff_lite``, not even the
+schema constants: the group boundaries, weights, 2 s and 25 fps are typed out as the
+official code has them, so that a wrong constant in the library cannot hide here.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def frdist(pred, listener, A, groups=GROUPS) -> float:
     per_item = []
     for n in range(pred.shape[0]):
         js = np.argwhere(A[n] == 1).reshape(-1)
-        per_item.append(sum(min(dtw_official(pred[n, k], listener[j], groups) for j in js)
-                            for k in range(pred.shape[1])))
+        per_item.append(
+            sum(min(dtw_official(pred[n, k], listener[j], groups) for j in js) for k in range(pred.shape[1]))
+        )
     return float(np.mean(per_item))
 
 
@@ -113,5 +117,11 @@ def frsyn(pred, speaker, all_predictions: bool = False) -> float:
 
 
 def evaluate(pred, listener, speaker, A) -> dict:
-    return {"FRCorr": frcorr(pred, listener, A), "FRDist": frdist(pred, listener, A), "FRDiv": frdiv(pred),
-            "FRVar": frvar(pred), "FRDvs": frdvs(pred), "FRSyn": frsyn(pred, speaker)}
+    return {
+        "FRCorr": frcorr(pred, listener, A),
+        "FRDist": frdist(pred, listener, A),
+        "FRDiv": frdiv(pred),
+        "FRVar": frvar(pred),
+        "FRDvs": frdvs(pred),
+        "FRSyn": frsyn(pred, speaker),
+    }

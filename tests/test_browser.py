@@ -12,7 +12,8 @@ so this test looks at the widgets where a learner does:
    (``.js-plotly-plot`` with an SVG), not an error or a ``FigureWidget(...)`` text repr;
 5. move the DDIM-steps slider with the keyboard and check that the trace data read
    from the DOM and the metric label both changed;
-6. save a screenshot of the explorer to ``figures/explorer.png``.
+6. save a screenshot of the explorer in the test's temp folder; with
+   ``REACTDIFF_WRITE_FIGURES=1`` (``make figures``) to the committed ``figures/explorer.png``.
 
 Without Chromium (``make browser-deps`` installs it) the test skips, saying why;
 with ``REACTDIFF_REQUIRE_BROWSER=1`` (set by ``.ci/run``) it fails instead.
@@ -30,25 +31,31 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "08_diversity_explorer.ipynb"
-SCREENSHOT = ROOT / "figures" / "explorer.png"
+FIGURE = ROOT / "figures" / "explorer.png"  # rewritten only on purpose: REACTDIFF_WRITE_FIGURES=1
+WRITE_FIGURES = os.environ.get("REACTDIFF_WRITE_FIGURES") == "1"
 REQUIRE = os.environ.get("REACTDIFF_REQUIRE_BROWSER") == "1"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 # JupyterLab user settings for the test: no news or update toasts over the cells, and every
 # cell attached to the DOM (windowing would detach the explorer's output when it scrolls away).
 LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-        {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
@@ -98,15 +105,28 @@ def jupyterlab(root: Path, timeout: float = 60.0) -> Iterator[str]:
         path = state / "settings" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(state / "runtime"),
-               JUPYTER_CONFIG_DIR=str(state / "config"), JUPYTER_PLATFORM_DIRS="1")
+    env = dict(
+        os.environ,
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        JUPYTER_CONFIG_DIR=str(state / "config"),
+        JUPYTER_PLATFORM_DIRS="1",
+    )
     cmd = [
-        sys.executable, "-m", "jupyterlab", f"--port={port}", "--ip=127.0.0.1", "--port-retries=0",
-        "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={state / 'settings'}",
-        f"--LabApp.workspaces_dir={state / 'workspaces'}", "--LabApp.news_url=None",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--port-retries=0",
+        "--ServerApp.open_browser=False",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={state / 'settings'}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.expose_app_in_browser=True", "--ServerApp.terminals_enabled=False",
+        "--LabApp.expose_app_in_browser=True",
+        "--ServerApp.terminals_enabled=False",
     ] + (["--allow-root"] if os.geteuid() == 0 else [])  # CI containers run as root
     log = (state / "server.log").open("w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
@@ -123,7 +143,8 @@ def jupyterlab(root: Path, timeout: float = 60.0) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"JupyterLab did not answer within {timeout} s:\n{(state / 'server.log').read_text()}")
+                log_text = (state / "server.log").read_text()
+                raise TimeoutError(f"JupyterLab did not answer within {timeout} s:\n{log_text}")
             time.sleep(0.5)
         yield f"{base}/lab/tree/{{path}}?token={token}&reset"
     finally:
@@ -179,7 +200,8 @@ def run_all_cells(page, timeout: float) -> None:
         " && window.jupyterapp.shell.currentWidget.sessionContext.session"
         " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
         " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.connectionStatus === 'connected'",
-        timeout=60_000)
+        timeout=60_000,
+    )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     def done():
@@ -244,19 +266,21 @@ def test_explorer_widgets_render_and_react(tmp_path):
                 steps.locator(".noUi-handle").first.focus()
                 page.keyboard.press("ArrowRight")
                 wait_for(lambda: readout.inner_text() != before, 10, "the steps slider readout to move")
-                wait_for(lambda: figure_traces(page) != traces, 90, "the figure's traces to change after the slider moved")
+                wait_for(lambda: figure_traces(page) != traces, 90, "the traces to change after the slider moved")
                 wait_for(lambda: label.inner_text() != text, 30, "the metric label to change after the slider moved")
                 assert not plot.evaluate(BROKEN_TRACES_JS), "traces lost their data after the update"
 
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                shot = SCREENSHOT.with_name(f".{SCREENSHOT.name}.tmp.png")
+                shot = tmp_path / FIGURE.name
                 page.locator(".explorer-app").first.screenshot(path=str(shot), timeout=30_000)
-                os.replace(shot, SCREENSHOT)
+                if WRITE_FIGURES:
+                    shutil.copyfile(shot, FIGURE)
             except BaseException:
                 with contextlib.suppress(Exception):  # keep the original error if the browser is gone
                     page.screenshot(path=str(tmp_path / "failure.png"))
-                print(f"at failure: browser screenshot {tmp_path / 'failure.png'}, "
-                      f"server log {tmp_path / 'notebooks-lab-state' / 'server.log'}")
+                print(
+                    f"at failure: browser screenshot {tmp_path / 'failure.png'}, "
+                    f"server log {tmp_path / 'notebooks-lab-state' / 'server.log'}"
+                )
                 raise
         finally:
             browser.close()

@@ -8,13 +8,27 @@ import math
 
 import numpy as np
 import pytest
+import react_reference as official
 import torch
 from tslearn.metrics import dtw as tslearn_dtw
 
-import react_reference as official
 from reactdiff_lite import metrics
-from reactdiff_lite.metrics import (REACT_GROUPS, ccc, dtw, evaluate, frcorr, frdist, frdist_table, frdiv, frdvs,
-                                    frechet_distance, frsyn, frvar, realism_proxy)
+from reactdiff_lite.metrics import (
+    REACT_GROUPS,
+    ccc,
+    dtw,
+    evaluate,
+    frcorr,
+    frdist,
+    frdist_table,
+    frdiv,
+    frdvs,
+    frechet_distance,
+    frsyn,
+    frvar,
+    realism_proxy,
+)
+from reactdiff_lite.schema import AU_NAMES, EMOTION_DIM, FE_NAMES, TDMM_DIM, VA_NAMES
 
 
 def smooth(rng, shape, width=6.0):
@@ -26,9 +40,9 @@ def smooth(rng, shape, width=6.0):
 
 def react_like(rng, n, T):
     """(n, T, 25) float32: binary AUs, VA in [-1, 1], FE in [0, 1]."""
-    au = (smooth(rng, (n, T, 15)) > 0.3).astype(np.float32)
-    va = np.tanh(smooth(rng, (n, T, 2)))
-    fe = 1 / (1 + np.exp(-smooth(rng, (n, T, 8))))
+    au = (smooth(rng, (n, T, len(AU_NAMES))) > 0.3).astype(np.float32)
+    va = np.tanh(smooth(rng, (n, T, len(VA_NAMES))))
+    fe = 1 / (1 + np.exp(-smooth(rng, (n, T, len(FE_NAMES)))))
     return np.concatenate([au, va, fe], -1).astype(np.float32)
 
 
@@ -37,12 +51,12 @@ def world():
     """Small random inputs with constant channels in every role."""
     rng = np.random.default_rng(0)
     N, K, T = 5, 3, 90
-    pred = rng.random((N, K, T, 25)).astype(np.float32)
+    pred = rng.random((N, K, T, EMOTION_DIM)).astype(np.float32)
     L, S = react_like(rng, N, T), react_like(rng, N, T)
-    pred[1, :, :, 3] = 0.5                 # constant prediction channel
-    L[2, :, 4] = 1.0                       # constant listener channel
-    S[3, :, 5] = 0.2                       # constant speaker channel: FRSyn offset 49
-    pred[0, 0, 20:, 7] = 0.1               # constant after frame 20: NaN from lag +20 on
+    pred[1, :, :, 3] = 0.5  # constant prediction channel
+    L[2, :, 4] = 1.0  # constant listener channel
+    S[3, :, 5] = 0.2  # constant speaker channel: FRSyn offset 49
+    pred[0, 0, 20:, 7] = 0.1  # constant after frame 20: NaN from lag +20 on
     A = (rng.random((N, N)) < 0.4).astype(np.int64)
     np.fill_diagonal(A, 1)
     return pred, L, S, A
@@ -54,24 +68,26 @@ def test_dtw_hand_computed():
     assert dtw(np.array([1.0, 2, 3]), np.array([3.0, 4, -3])) == pytest.approx(math.sqrt(42), rel=1e-15)
     # x=[0,1,2], y=[0,2]: 0 -> 0, 1 -> 0 or 2 (cost 1), 2 -> 2: sqrt(1)
     assert dtw(np.array([0.0, 1, 2]), np.array([0.0, 2])) == pytest.approx(1.0, rel=1e-15)
-    assert dtw(np.array([[0.0, 0]]), np.array([[3.0, 4]])) == pytest.approx(5.0)   # one cell: ‖(3,4)‖
+    assert dtw(np.array([[0.0, 0]]), np.array([[3.0, 4]])) == pytest.approx(5.0)  # one cell: ‖(3,4)‖
     assert dtw(np.zeros((4, 3)), np.zeros((7, 3))) == 0.0
 
 
-@pytest.mark.parametrize("n,m,D", [(1, 1, 1), (1, 6, 3), (5, 1, 2), (2, 3, 25), (7, 7, 4), (13, 9, 25), (40, 33, 58)])
+@pytest.mark.parametrize(
+    "n,m,D", [(1, 1, 1), (1, 6, 3), (5, 1, 2), (2, 3, EMOTION_DIM), (7, 7, 4), (13, 9, EMOTION_DIM), (40, 33, TDMM_DIM)]
+)
 def test_dtw_matches_tslearn(n, m, D):
     rng = np.random.default_rng(n * 100 + m + D)
     x, y = rng.normal(size=(3, n, D)), rng.normal(size=(3, m, D))
-    x[0, :, 0] = 1.5                                       # a constant channel
+    x[0, :, 0] = 1.5  # a constant channel
     ours = dtw(x, y)
-    ref = np.array([tslearn_dtw(a, b) for a, b in zip(x, y)])
+    ref = np.array([tslearn_dtw(a, b) for a, b in zip(x, y, strict=True)])
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
 
 def test_dtw_batch_broadcast_and_torch():
     rng = np.random.default_rng(1)
     x, y = rng.random((4, 1, 12, 3)), rng.random((5, 10, 3))
-    ours = dtw(torch.from_numpy(x), y)                      # torch input; (4, 1) x (5,) -> (4, 5)
+    ours = dtw(torch.from_numpy(x), y)  # torch input; (4, 1) x (5,) -> (4, 5)
     assert ours.shape == (4, 5)
     ref = np.array([[tslearn_dtw(x[i, 0], y[j]) for j in range(5)] for i in range(4)])
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
@@ -79,7 +95,7 @@ def test_dtw_batch_broadcast_and_torch():
 
 def test_dtw_groups_match_weighted_tslearn():
     rng = np.random.default_rng(2)
-    x, y = rng.random((17, 25)), rng.random((11, 25))
+    x, y = rng.random((17, EMOTION_DIM)), rng.random((11, EMOTION_DIM))
     ref = sum(w * tslearn_dtw(x[:, s:e], y[:, s:e]) for s, e, w in REACT_GROUPS)
     assert dtw(x, y, groups=REACT_GROUPS) == pytest.approx(ref, rel=1e-12)
 
@@ -94,7 +110,7 @@ def test_dtw_nan_padding_is_trailing_only():
     ours = dtw(x, y)
     assert ours[0] == pytest.approx(tslearn_dtw(x[0], y[0, :5]), rel=1e-12)
     assert ours[1] == pytest.approx(tslearn_dtw(x[1, :6], y[1]), rel=1e-12)
-    assert ours[1] == pytest.approx(tslearn_dtw(x[1], y[1]), rel=1e-12)          # tslearn agrees
+    assert ours[1] == pytest.approx(tslearn_dtw(x[1], y[1]), rel=1e-12)  # tslearn agrees
     bad = x.copy()
     bad[0, 2, 1] = np.nan
     with pytest.raises(ValueError, match="NaN/inf inside"):
@@ -123,16 +139,23 @@ def test_pruning_never_changes_a_value(kind):
     L = react_like(rng, N, T)
     A = (rng.random((N, N)) < 0.6).astype(np.int64)
     np.fill_diagonal(A, 1)
-    if kind == "near":          # each prediction a noisy copy of one appropriate listener
-        pred = np.stack([np.stack([L[rng.choice(np.flatnonzero(A[n]))] + 0.1 * rng.normal(size=(T, 25))
-                                   for _ in range(K)]) for n in range(N)]).astype(np.float32)
+    if kind == "near":  # each prediction a noisy copy of one appropriate listener
+        pred = np.stack(
+            [
+                np.stack(
+                    [L[rng.choice(np.flatnonzero(A[n]))] + 0.1 * rng.normal(size=(T, EMOTION_DIM)) for _ in range(K)]
+                )
+                for n in range(N)
+            ]
+        ).astype(np.float32)
     else:
-        pred = react_like(rng, N * K, T).reshape(N, K, T, 25)
+        pred = react_like(rng, N * K, T).reshape(N, K, T, EMOTION_DIM)
     pruned, full = frdist_table(pred, L, A), frdist_table(pred, L, A, prune=False)
     np.testing.assert_array_equal(pruned, full)
     np.testing.assert_array_equal(frdist_table(pred, L, A, threads=1), frdist_table(pred, L, A, threads=3))
-    ref = [[min(official.dtw_official(pred[n, k], L[j]) for j in np.flatnonzero(A[n])) for k in range(K)]
-           for n in range(2)]
+    ref = [
+        [min(official.dtw_official(pred[n, k], L[j]) for j in np.flatnonzero(A[n])) for k in range(K)] for n in range(2)
+    ]
     np.testing.assert_allclose(full[:2], ref, rtol=1e-9)
 
 
@@ -143,7 +166,7 @@ def test_ccc_hand_computed():
     assert ccc(x, 2 * x)[0] == pytest.approx(5 / (12.5 + 1e-8), rel=1e-14)
     assert ccc(x, x)[0] == pytest.approx(2.5 / (2.5 + 1e-8), rel=1e-14)
     assert ccc(x, -x + 5)[0] == pytest.approx(-2.5 / (2.5 + 1e-8), rel=1e-14)
-    assert ccc(x, np.full_like(x, 3.0))[0] == 0.0            # constant channel: r NaN -> 0
+    assert ccc(x, np.full_like(x, 3.0))[0] == 0.0  # constant channel: r NaN -> 0
 
 
 # -------------------------------------------------------------- agreement with the reference
@@ -157,7 +180,9 @@ def test_evaluate_matches_independent_official_implementation(world):
 
 def test_frsyn_all_predictions_matches_reference(world):
     pred, L, S, A = world
-    assert frsyn(pred, S, all_predictions=True) == pytest.approx(official.frsyn(pred, S, all_predictions=True), rel=1e-12)
+    assert frsyn(pred, S, all_predictions=True) == pytest.approx(
+        official.frsyn(pred, S, all_predictions=True), rel=1e-12
+    )
     assert frsyn(pred, S, all_predictions=True) != frsyn(pred, S)
 
 
@@ -173,8 +198,8 @@ def test_frsyn_nan_quirks():
     x_tail = x.copy()
     x_tail[0, 0, 20:, 2] = 0.7
     assert frsyn(x_tail, s) == 20.0 == official.frsyn(x_tail, s)
-    assert frsyn(s[:, None], s) == 0.0                          # the mime: peak at lag 0
-    assert frsyn(s_const[:, None], s_const) == 49.0             # ... unless a channel is constant
+    assert frsyn(s[:, None], s) == 0.0  # the mime: peak at lag 0
+    assert frsyn(s_const[:, None], s_const) == 49.0  # ... unless a channel is constant
     assert frsyn(s_const[:, None], s_const, ignore_constant=True) == 0.0
     assert frsyn(x_tail, s, ignore_constant=True) == official_offset_without(x_tail[0, 0], s[0], drop=2)
 
@@ -193,7 +218,7 @@ def official_offset_without(x, s, drop):
 # ----------------------------------------------------------------- sanity values, invariances
 def test_uniform_random_sanity_values():
     rng = np.random.default_rng(7)
-    pred = rng.random((40, 10, 100, 25)).astype(np.float32)
+    pred = rng.random((40, 10, 100, EMOTION_DIM)).astype(np.float32)
     assert frdiv(pred) == pytest.approx(1 / 6, rel=0.01)
     assert frdvs(pred) == pytest.approx(1 / 6, rel=0.01)
     assert frvar(pred) == pytest.approx(1 / 12, rel=0.01)
@@ -203,7 +228,7 @@ def test_constant_predictor():
     rng = np.random.default_rng(8)
     N, T = 6, 80
     L, S = react_like(rng, N, T), react_like(rng, N, T)
-    pred = np.full((N, 10, T, 25), 0.37, np.float32)
+    pred = np.full((N, 10, T, EMOTION_DIM), 0.37, np.float32)
     out = evaluate(pred, L, S, np.eye(N))
     assert out["FRVar"] == out["FRDiv"] == out["FRDvs"] == out["FRCorr"] == 0.0
     assert out["FRSyn"] == 49.0
@@ -211,10 +236,10 @@ def test_constant_predictor():
 
 def test_diversity_invariances():
     rng = np.random.default_rng(9)
-    one = rng.random((4, 1, 30, 25))
-    assert frdiv(np.repeat(one, 5, axis=1)) == 0.0                 # K identical predictions
-    assert frdvs(np.repeat(one[:1], 4, axis=0)) == 0.0              # the same for every item
-    assert frdiv(one) == 0.0                                        # K = 1, as officially
+    one = rng.random((4, 1, 30, EMOTION_DIM))
+    assert frdiv(np.repeat(one, 5, axis=1)) == 0.0  # K identical predictions
+    assert frdvs(np.repeat(one[:1], 4, axis=0)) == 0.0  # the same for every item
+    assert frdiv(one) == 0.0  # K = 1, as officially
 
 
 def test_permuting_items_consistently_changes_nothing(world):
@@ -237,7 +262,10 @@ def test_reduce_mean_divides_by_k(world):
 
 def test_3dmm_space_is_plain_dtw_over_all_dims():
     rng = np.random.default_rng(11)
-    pred, L = rng.normal(size=(3, 2, 20, 58)).astype(np.float32), rng.normal(size=(3, 20, 58)).astype(np.float32)
+    pred, L = (
+        rng.normal(size=(3, 2, 20, TDMM_DIM)).astype(np.float32),
+        rng.normal(size=(3, 20, TDMM_DIM)).astype(np.float32),
+    )
     A = np.ones((3, 3), np.int64)
     ref = np.mean([sum(min(tslearn_dtw(pred[n, k], L[j]) for j in range(3)) for k in range(2)) for n in range(3)])
     assert frdist(pred, L, A) == pytest.approx(ref, rel=1e-9)
@@ -274,7 +302,7 @@ def test_clear_errors(world):
 
 # ----------------------------------------------------------------------------- realism
 def test_frechet_distance_hand_computed():
-    real, fake = np.array([[-1.0], [1.0]]), np.array([[-1.0], [3.0]])    # N(0, 1) vs N(1, 4)
+    real, fake = np.array([[-1.0], [1.0]]), np.array([[-1.0], [3.0]])  # N(0, 1) vs N(1, 4)
     assert frechet_distance(real, fake) == pytest.approx(1 + 1 + 4 - 2 * 2, rel=1e-12)
     x = np.random.default_rng(12).normal(size=(200, 6))
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)

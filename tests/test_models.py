@@ -10,13 +10,13 @@ import pytest
 import torch
 import torchaudio
 
-from reactdiff_lite.data.schema import AUDIO_RATE, SAMPLES_PER_FRAME
-from reactdiff_lite.models.autoencoder import (AutoencoderConfig, LatentNormalizer, ReactionAutoencoder,
-                                               load_checkpoint, save_checkpoint)
+from reactdiff_lite.config import AutoencoderConfig, ConfigError, EncoderConfig, MMTConfig, from_dict, to_dict
+from reactdiff_lite.models.autoencoder import LatentNormalizer, ReactionAutoencoder, load_checkpoint, save_checkpoint
 from reactdiff_lite.models.checkpoint import CheckpointError
-from reactdiff_lite.models.encoders import (AudioFeatures, EncoderConfig, FrameCNN, FrameMLP, LogMelConvEncoder,
-                                            ModalityEncoders)
-from reactdiff_lite.models.mmt import MMTConfig, MultiModalityTransformer, sinusoidal_positions
+from reactdiff_lite.models.encoders import AudioFeatures, FrameCNN, FrameMLP, LogMelConvEncoder, ModalityEncoders
+from reactdiff_lite.models.layers import Attention, sinusoidal_positions
+from reactdiff_lite.models.mmt import MultiModalityTransformer
+from reactdiff_lite.schema import AUDIO_RATE, SAMPLES_PER_FRAME
 
 B, T, D = 2, 12, 16
 
@@ -24,20 +24,25 @@ B, T, D = 2, 12, 16
 def make_person(b: int = B, t: int = T, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     fe = torch.softmax(torch.randn(b, t, 8, generator=g), -1)
-    emotion = torch.cat([(torch.rand(b, t, 15, generator=g) > 0.5).float(),
-                         torch.rand(b, t, 2, generator=g) * 2 - 1, fe], -1)
-    return {"emotion": emotion,
-            "tdmm": torch.randn(b, t, 58, generator=g) * 0.3 + 1.0,
-            "audio": torch.randn(b, t * SAMPLES_PER_FRAME, generator=g) * 0.1,
-            "frames": torch.randint(0, 256, (b, t, size, size), generator=g, dtype=torch.uint8)}
+    emotion = torch.cat(
+        [(torch.rand(b, t, 15, generator=g) > 0.5).float(), torch.rand(b, t, 2, generator=g) * 2 - 1, fe], -1
+    )
+    return {
+        "emotion": emotion,
+        "tdmm": torch.randn(b, t, 58, generator=g) * 0.3 + 1.0,
+        "audio": torch.randn(b, t * SAMPLES_PER_FRAME, generator=g) * 0.1,
+        "frames": torch.randint(0, 256, (b, t, size, size), generator=g, dtype=torch.uint8),
+    }
 
 
 def small_cfg(**enc) -> AutoencoderConfig:
-    return AutoencoderConfig(encoder=EncoderConfig(dim=D, **enc), mmt=MMTConfig(heads=2),
-                             latent_dim=8, decoder_hidden=32)
+    return AutoencoderConfig(
+        encoder=EncoderConfig(dim=D, **enc), mmt=MMTConfig(heads=2), latent_dim=8, decoder_hidden=32
+    )
 
 
 # ---------------------------------------------------------------- encoders
+
 
 def test_each_encoder_shape():
     x = torch.randn(B, T, 15)
@@ -57,8 +62,11 @@ def test_mfcc_one_vector_per_frame_equals_torchaudio(t, n_fft):
     log_mel, mfcc = feats(audio)
     assert log_mel.shape == (B, t, 32) and mfcc.shape == (B, t, 13)
     reference = torchaudio.transforms.MFCC(  # the definition: torchaudio MFCC on the padded waveform
-        sample_rate=AUDIO_RATE, n_mfcc=13, log_mels=True,
-        melkwargs=dict(n_fft=n_fft, hop_length=SAMPLES_PER_FRAME, n_mels=32, center=False))
+        sample_rate=AUDIO_RATE,
+        n_mfcc=13,
+        log_mels=True,
+        melkwargs=dict(n_fft=n_fft, hop_length=SAMPLES_PER_FRAME, n_mels=32, center=False),
+    )
     padded = torch.nn.functional.pad(audio, feats.pad)
     torch.testing.assert_close(mfcc, reference(padded).transpose(1, 2))
 
@@ -70,7 +78,7 @@ def test_audio_frames_are_aligned_with_video_frames():
     audio = torch.zeros(2, t * SAMPLES_PER_FRAME)
     s = torch.arange(SAMPLES_PER_FRAME) / AUDIO_RATE
     for i, k in enumerate((3, 7)):
-        audio[i, k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME] = torch.sin(2 * math.pi * 440 * s) * (i + 1)
+        audio[i, k * SAMPLES_PER_FRAME : (k + 1) * SAMPLES_PER_FRAME] = torch.sin(2 * math.pi * 440 * s) * (i + 1)
     log_mel, mfcc = AudioFeatures()(audio)
     assert log_mel.logsumexp(-1).argmax(-1).tolist() == [3, 7]
     torch.testing.assert_close(AudioFeatures()(audio[:1])[1], mfcc[:1])
@@ -108,7 +116,30 @@ def test_bad_person_dicts_are_named():
         enc({**person, "emotion": person["emotion"][..., :24]})
 
 
-# ---------------------------------------------------------------- the MMT
+# ---------------------------------------------------------------- shared layers and the MMT
+
+
+def test_attention_weights_path_equals_the_fused_kernel():
+    """Asking for the weights computes softmax(Q K^T / sqrt(d)) V explicitly: the same
+    output as scaled_dot_product_attention, masked keys get exactly zero weight, and the
+    output is what the weights say."""
+    torch.manual_seed(0)
+    attn = Attention(D, heads=4).eval()
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(B, n, D, generator=g) for n in (5, 7, 7))
+    mask = torch.ones(B, 7, dtype=torch.bool)
+    mask[0, 2:5] = False
+    fused, none = attn(q, k, v, mask)
+    out, weights = attn(q, k, v, mask, need_weights=True)
+    assert none is None and weights.shape == (B, 4, 5, 7)
+    torch.testing.assert_close(out, fused)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, 4, 5))
+    assert weights[0, :, :, 2:5].abs().max() == 0
+    heads = (weights @ attn.to_v(v).unflatten(-1, (4, -1)).transpose(1, 2)).transpose(1, 2).flatten(2)
+    torch.testing.assert_close(attn.to_out(heads), out)
+    with pytest.raises(ValueError, match="not divisible"):
+        Attention(D, heads=3)
+
 
 def leaf_streams(cfg: EncoderConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -124,7 +155,7 @@ def readout(output: torch.Tensor) -> torch.Tensor:
 
 def grad_norms(output: torch.Tensor, streams: dict[str, torch.Tensor]) -> dict[str, float]:
     grads = torch.autograd.grad(readout(output), list(streams.values()), allow_unused=True, retain_graph=True)
-    return {s: 0.0 if g is None else float(g.abs().sum()) for s, g in zip(streams, grads)}
+    return {s: 0.0 if g is None else float(g.abs().sum()) for s, g in zip(streams, grads, strict=True)}
 
 
 def test_intra_class_attention_stays_inside_its_class_and_inter_class_mixes():
@@ -201,6 +232,7 @@ def test_positions_break_time_permutation_symmetry():
 
 # ---------------------------------------------------------------- autoencoder
 
+
 @pytest.mark.parametrize("mode", ["standard", "minmax"])
 def test_latent_normalizer_round_trip_is_exact(mode):
     z = torch.randn(64, T, 8) * torch.linspace(0.1, 10, 8) + torch.linspace(-5, 5, 8)
@@ -264,8 +296,9 @@ def test_variational_option():
     b = model.loss(person, torch.Generator().manual_seed(1))[1]
     c = model.loss(person, torch.Generator().manual_seed(2))[1]
     assert a == b and a["total"] != c["total"] and a["kl"] >= 0
-    assert math.isclose(a["total"], a["au_bce"] + a["va_mse"] + a["fe_ce"] + a["tdmm_mse"] + 1e-3 * a["kl"],
-                        rel_tol=1e-5)
+    assert math.isclose(
+        a["total"], a["au_bce"] + a["va_mse"] + a["fe_ce"] + a["tdmm_mse"] + 1e-3 * a["kl"], rel_tol=1e-5
+    )
 
 
 def test_same_seed_same_model_and_outputs():
@@ -281,9 +314,9 @@ def test_same_seed_same_model_and_outputs():
 
 def test_config_dict_round_trip():
     cfg = small_cfg(video=True)
-    assert AutoencoderConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="no field"):
-        AutoencoderConfig.from_dict({**cfg.to_dict(), "widht": 3})
+    assert from_dict(AutoencoderConfig, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(AutoencoderConfig, {**to_dict(cfg), "widht": 3})
     with pytest.raises(ValueError, match="fusion"):
         MMTConfig(fusion="sum")
 
@@ -310,8 +343,12 @@ def test_checkpoint_mismatch_is_a_clear_error(tmp_path):
     path = save_checkpoint(tmp_path / "ae.pt", ReactionAutoencoder(cfg), cfg)
     mismatch = r"ae\.pt: module 'autoencoder' does not match its config: "
     with pytest.raises(CheckpointError, match=mismatch + r"\d+ shape mismatch"):
-        load_checkpoint(path, cfg=AutoencoderConfig(encoder=EncoderConfig(dim=2 * D), mmt=MMTConfig(heads=2),
-                                                    latent_dim=8, decoder_hidden=32))
+        load_checkpoint(
+            path,
+            cfg=AutoencoderConfig(
+                encoder=EncoderConfig(dim=2 * D), mmt=MMTConfig(heads=2), latent_dim=8, decoder_hidden=32
+            ),
+        )
     with pytest.raises(CheckpointError, match=mismatch + r"\d+ missing key\(s\), e\.g\. encoders\.video"):
         load_checkpoint(path, cfg=small_cfg(video=True))
     bad = tmp_path / "bad.pt"
@@ -321,5 +358,5 @@ def test_checkpoint_mismatch_is_a_clear_error(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match=r"other\.pt is not a reactdiff-lite"):
         load_checkpoint(tmp_path / "other.pt")
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
         load_checkpoint(tmp_path / "missing.pt")

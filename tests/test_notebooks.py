@@ -41,8 +41,9 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_committed_clean(path):
     nb = nbformat.read(path, as_version=4)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+    dirty = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; run nbstripout"
     assert "widgets" not in nb.metadata, f"{path.name}: widget state saved in metadata"
 
@@ -52,8 +53,9 @@ def test_parameters_cell(path):
     cell = _first_code_cell(nbformat.read(path, as_version=4))
     assert "parameters" in cell.metadata.get("tags", []), f"{path.name}: first code cell not tagged 'parameters'"
     for name in ("SMOKE", "SEED", "OUT_DIR"):
-        assert any(line.split("=")[0].strip() == name for line in cell.source.splitlines()), \
+        assert any(line.split("=")[0].strip() == name for line in cell.source.splitlines()), (
             f"{path.name}: parameters cell does not define {name}"
+        )
 
 
 def compare_metrics(name: str, got: dict, reference: dict) -> list[str]:
@@ -70,7 +72,8 @@ def compare_metrics(name: str, got: dict, reference: dict) -> list[str]:
         have = got[key]
         if isinstance(want, (int, float)) and not isinstance(want, bool):
             rtol, atol = reference.get("tolerances", {}).get(
-                key, (reference.get("rtol", DEFAULT_RTOL), reference.get("atol", DEFAULT_ATOL)))
+                key, (reference.get("rtol", DEFAULT_RTOL), reference.get("atol", DEFAULT_ATOL))
+            )
             if not isinstance(have, (int, float)) or not math.isclose(have, want, rel_tol=rtol, abs_tol=atol):
                 problems.append(f"{name}: {key} = {have!r}, reference {want!r} (rtol {rtol}, atol {atol})")
         elif have != want:
@@ -87,9 +90,12 @@ def execute_and_check(path: Path, tmp_path: Path, references: Path = REFERENCES,
     out_dir = tmp_path / "out"
     out_dir.mkdir(parents=True)
     papermill.execute_notebook(
-        str(path), str(tmp_path / path.name),
+        str(path),
+        str(tmp_path / path.name),
         parameters={"SMOKE": True, "INTERACTIVE": False, "OUT_DIR": str(out_dir)},
-        kernel_name="python3", cwd=str(path.parent), progress_bar=False,
+        kernel_name="python3",
+        cwd=str(path.parent),
+        progress_bar=False,
     )
     metrics_file = out_dir / "metrics.json"
     assert metrics_file.exists(), f"{path.name} recorded nothing in OUT_DIR/metrics.json"
@@ -149,23 +155,32 @@ def test_reference_changes_are_caught(ref_file):
         if isinstance(want, bool):
             changed = not want
         elif isinstance(want, (int, float)):
-            changed = type(want)(want + (0.05 * abs(want) or 0.05)) if isinstance(want, float) \
+            changed = (
+                type(want)(want + (0.05 * abs(want) or 0.05))
+                if isinstance(want, float)
                 else want + max(1, abs(want) // 20)
+            )
         else:
             changed = f"{want}!"
-        assert compare_metrics(ref_file.name, {**values, key: changed}, reference), \
+        assert compare_metrics(ref_file.name, {**values, key: changed}, reference), (
             f"{ref_file.name}: changing {key} from {want!r} to {changed!r} goes unnoticed; tighten its tolerance"
+        )
 
 
 @pytest.mark.timeout(120)
 def test_harness_fails_on_silent_or_drifting_notebooks(tmp_path):
     """The execute path itself: a notebook that records nothing fails, a recorded value
     that differs from its reference fails, and the matching value passes."""
+
     def notebook(name: str, body: str) -> Path:
-        nb = nbformat.v4.new_notebook(cells=[
-            nbformat.v4.new_code_cell('SMOKE = False\nSEED = 0\nOUT_DIR = "out"\nINTERACTIVE = True',
-                                      metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell(body)])
+        nb = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell(
+                    'SMOKE = False\nSEED = 0\nOUT_DIR = "out"\nINTERACTIVE = True', metadata={"tags": ["parameters"]}
+                ),
+                nbformat.v4.new_code_cell(body),
+            ]
+        )
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         path = tmp_path / f"{name}.ipynb"
         nbformat.write(nb, path)
@@ -175,8 +190,9 @@ def test_harness_fails_on_silent_or_drifting_notebooks(tmp_path):
     refs.mkdir()
     (refs / "records.json").write_text(json.dumps({"values": {"x": 0.25, "n": 3}}))
     silent = notebook("silent", "y = 1 + 1")
-    records = notebook("records", "from reactdiff_lite.utils import write_metrics\n"
-                                  "write_metrics(OUT_DIR, x=0.5 * 0.5, n=3)")
+    records = notebook(
+        "records", "from reactdiff_lite.utils import write_metrics\nwrite_metrics(OUT_DIR, x=0.5 * 0.5, n=3)"
+    )
     with pytest.raises(AssertionError, match="recorded nothing"):
         execute_and_check(silent, tmp_path / "a", references=refs, refresh=False)
     assert execute_and_check(records, tmp_path / "b", references=refs, refresh=False) == {"x": 0.25, "n": 3}
@@ -186,4 +202,5 @@ def test_harness_fails_on_silent_or_drifting_notebooks(tmp_path):
     # `make references` rewrites the values and keeps hand-set tolerances.
     (refs / "records.json").write_text(json.dumps({"values": {"x": 0.26}, "tolerances": {"x": [0, 1e-3]}}))
     execute_and_check(records, tmp_path / "d", references=refs, refresh=True)
-    assert json.loads((refs / "records.json").read_text()) == {"values": {"x": 0.25, "n": 3}, "tolerances": {"x": [0, 1e-3]}}
+    rewritten = json.loads((refs / "records.json").read_text())
+    assert rewritten == {"values": {"x": 0.25, "n": 3}, "tolerances": {"x": [0, 1e-3]}}

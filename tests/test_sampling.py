@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from reactdiff_lite.cli import main
-from reactdiff_lite.data.react import load_split
-from reactdiff_lite.data.schema import AU, FE, VA
-from reactdiff_lite.sampling import generate, load_model, model_modalities, window_condition
+from reactdiff_lite.data.cache import load_split
+from reactdiff_lite.schema import AU, FE, VA
+from reactdiff_lite.latents import model_modalities
+from reactdiff_lite.sampling import generate, load_model
+from reactdiff_lite.windows import window_condition
 from reactdiff_lite.train import load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ W = 50
 def trained(smoke_data, tmp_path_factory):
     world = smoke_data
     runs = tmp_path_factory.mktemp("runs")
-    common = [f"data.root={world}", "run.progress=false", "train.steps=4", "train.batch_size=8"]
+    common = [f"data.root={world}", "run.progress=false", "optim.steps=4", "optim.batch_size=8"]
     train(load_config(ROOT / "configs/stage1_smoke.yaml", common + [
         f"run.out={runs / 'stage1'}", "autoencoder.latent_dim=8", "autoencoder.encoder.dim=16",
         "autoencoder.decoder_hidden=16", "autoencoder.encoder.n_mels=16", "autoencoder.mmt.heads=2"]))
@@ -158,5 +160,5 @@ def test_cli_sample_writes_predictions(trained, tmp_path):
 def test_load_model_rejects_a_stage1_checkpoint(trained):
     from reactdiff_lite.models.checkpoint import CheckpointError
 
-    with pytest.raises(CheckpointError, match="stage-1 checkpoint; sampling needs stage 2"):
+    with pytest.raises(CheckpointError, match="stage-1 checkpoint; sampling needs"):
         load_model(Path(trained[1]).parent.parent / "stage1" / "best.pt")

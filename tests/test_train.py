@@ -15,6 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from reactdiff_lite.config import ConfigError
+from reactdiff_lite.utils import UserError
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder, load_checkpoint
 from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train
@@ -35,13 +36,13 @@ def world(smoke_data) -> Path:
 def stage1_cfg(world: Path, out: Path, *extra: str):
     return load_config(CONFIGS / "stage1_smoke.yaml", [
         f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
-        "train.steps=6", "train.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_AE, *extra])
+        "optim.steps=6", "optim.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_AE, *extra])
 
 
 def stage2_cfg(world: Path, out: Path, *extra: str):
     return load_config(CONFIGS / "stage2_smoke.yaml", [
         f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
-        "train.steps=6", "train.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_DIFF, *extra])
+        "optim.steps=6", "optim.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_DIFF, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -68,22 +69,23 @@ def test_committed_configs_load_and_use_no_absolute_paths(path):
 
 
 def test_overrides_set_nested_typed_values():
-    cfg = load_config(CONFIGS / "stage1_smoke.yaml", ["train.lr=1e-4", "train.steps=7", "autoencoder.encoder.video=true",
-                                                      "run.device=cpu", "data.preset=null", "train.betas=[0.8, 0.9]"])
-    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float) and cfg.train.steps == 7
+    cfg = load_config(CONFIGS / "stage1_smoke.yaml", ["optim.lr=1e-4", "optim.steps=7", "autoencoder.encoder.video=true",
+                                                      "run.device=cpu", "data.preset=null", "optim.betas=[0.8, 0.9]"])
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float) and cfg.optim.steps == 7
     assert cfg.autoencoder.encoder.video is True and cfg.run.device == "cpu" and cfg.data.preset is None
-    assert cfg.train.betas == (0.8, 0.9)
+    assert cfg.optim.betas == (0.8, 0.9)
 
 
 @pytest.mark.parametrize("override,message", [
-    ("train.stepz=3", "unknown key(s) ['stepz']"),
-    ("train.steps=many", "train.steps: expected an integer"),
-    ("train.steps=2.5", "train.steps: expected an integer"),
+    ("optim.stepz=3", "unknown key(s) ['stepz']"),
+    ("train.steps=3", "section 'train' is now called 'optim'"),
+    ("optim.steps=many", "optim.steps: expected an integer"),
+    ("optim.steps=2.5", "optim.steps: expected an integer"),
     ("autoencoder.mmt.fusion=sum", "fusion"),
     ("stage=3", "stage: 3 is not one of [1, 2]"),
-    ("train.steps", "is not KEY=VALUE"),
-    ("train.lr.value=1", "'lr' is a value, not a section"),
-    ("train.batch_size=0", "train.batch_size=0 must be > 0"),
+    ("optim.steps", "is not KEY=VALUE"),
+    ("optim.lr.value=1", "'lr' is a value, not a section"),
+    ("optim.batch_size=0", "optim.batch_size=0 must be > 0"),
     ("diffusion.prediction=v", "do not belong to a stage-1 config"),
 ])
 def test_bad_overrides_name_the_file_and_key(override, message):
@@ -96,8 +98,8 @@ def test_bad_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("stage: 1\ntrain: [1, 2]\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml.*train: expected a mapping"):
+    bad.write_text("stage: 1\noptim: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*optim: expected a mapping"):
         load_config(bad)
 
 
@@ -145,7 +147,7 @@ def test_stage2_smoke_run_is_self_sufficient(world, stage1, tmp_path):
 
 
 def test_stage2_needs_its_stage1_checkpoint(world, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"stage-1 checkpoint .*stage1/best.pt does not exist"):
+    with pytest.raises(ckpt.CheckpointError, match=r"stage-1 checkpoint .*stage1/best.pt does not exist"):
         train(stage2_cfg(world, tmp_path / "stage2"))
 
 
@@ -171,7 +173,7 @@ def test_resume_continues_exactly(stage, world, stage1, tmp_path, monkeypatch):
     an uninterrupted run, bit for bit, and the same final weights."""
     import shutil
 
-    from reactdiff_lite import train as train_mod
+    from reactdiff_lite import tasks
 
     def cfg(run: Path):
         if stage == 1:
@@ -183,7 +185,7 @@ def test_resume_continues_exactly(stage, world, stage1, tmp_path, monkeypatch):
     train(cfg(full))
     cut = tmp_path / "cut" / "run"
     config = cfg(cut)
-    task = train_mod.Stage1Task if stage == 1 else train_mod.Stage2Task
+    task = tasks.Stage1Task if stage == 1 else tasks.Stage2Task
     with monkeypatch.context() as m:
         _interrupt_at(m, task, 5)  # steps 1-4 run, step 5 never starts; last.pt is from step 3
         with pytest.raises(Interrupt):
@@ -198,7 +200,7 @@ def test_resume_continues_exactly(stage, world, stage1, tmp_path, monkeypatch):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(world, tmp_path):
-    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+    with pytest.raises(UserError, match="last.pt does not exist"):
         train(stage1_cfg(world, tmp_path / "run"), resume=True)
 
 
@@ -233,14 +235,14 @@ def _ddp_worker(rank: int, world: str, out: str, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    train(stage1_cfg(Path(world), Path(out), "train.steps=2", "run.device=cpu", "autoencoder.mmt.dropout=0.1"))
+    train(stage1_cfg(Path(world), Path(out), "optim.steps=2", "run.device=cpu", "autoencoder.mmt.dropout=0.1"))
 
 
 def test_ddp_step_equals_single_process_step(world, tmp_path):
     """2 gloo processes × 1 micro-batch == 1 process × 2 accumulated micro-batches on the same
     global batch: same losses, same weights after two optimiser steps (dropout on)."""
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    train(stage1_cfg(world, single, "train.steps=2", "train.grad_accum=2", "autoencoder.mmt.dropout=0.1"))
+    train(stage1_cfg(world, single, "optim.steps=2", "optim.grad_accum=2", "autoencoder.mmt.dropout=0.1"))
     mp.spawn(_ddp_worker, args=(str(world), str(ddp), _free_port()), nprocs=2, join=True)
     logs = [{r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
             for run in (single, ddp)]

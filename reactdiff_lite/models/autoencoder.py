@@ -42,8 +42,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,50 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reactdiff_lite.data.schema import AU, EMOTION_DIM, FE, TDMM_DIM, VA
+from reactdiff_lite.config import AutoencoderConfig, to_dict
 from reactdiff_lite.models import checkpoint as ckpt
-from reactdiff_lite.models.encoders import EncoderConfig, ModalityEncoders
-from reactdiff_lite.models.mmt import MMTConfig, MultiModalityTransformer
+from reactdiff_lite.models.encoders import ModalityEncoders
+from reactdiff_lite.models.mmt import MultiModalityTransformer
+from reactdiff_lite.schema import AU, EMOTION_DIM, FE, TDMM_DIM, VA
 
 MODULE_NAME = "autoencoder"  # the name the model's state dict is stored under in checkpoints
-
-
-@dataclass
-class AutoencoderConfig:
-    """Stage-1 model: encoders + MMT -> per-frame latent -> emotion and 3DMM."""
-
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # modalities and stream width
-    mmt: MMTConfig = field(default_factory=MMTConfig)              # fusion transformer
-    latent_dim: int = 32          # Dz, per-frame latent width (what stage 2 generates)
-    decoder_hidden: int = 128     # hidden width of the per-frame decoder MLP
-    variational: bool = False     # True: VAE posterior + KL term; False: plain autoencoder
-    kl_weight: float = 1e-3       # weight of the KL term (used only when variational)
-    au_weight: float = 1.0        # BCE on the 15 AU occurrences
-    va_weight: float = 1.0        # MSE on valence/arousal
-    fe_weight: float = 1.0        # soft cross-entropy on the 8 expression probabilities
-    tdmm_weight: float = 1.0      # MSE on standardised 3DMM; 0 = do not need 3DMM targets
-    latent_norm: str = "standard"  # LatentNormalizer mode: "standard" (mean/std) or "minmax" ([-1, 1])
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AutoencoderConfig":
-        """Inverse of ``to_dict``; unknown keys raise a ValueError naming them."""
-        d = dict(d)
-        nested = {"encoder": EncoderConfig, "mmt": MMTConfig}
-        for key, sub in nested.items():
-            if key in d:
-                d[key] = _dataclass_from_dict(sub, d[key], f"AutoencoderConfig.{key}")
-        return _dataclass_from_dict(cls, d, "AutoencoderConfig")
-
-
-def _dataclass_from_dict(cls: type, d: dict[str, Any], where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{where} has no field(s) {unknown}; known: {sorted(names)}")
-    return cls(**d)
 
 
 class LatentNormalizer(nn.Module):
@@ -117,9 +78,9 @@ class LatentNormalizer(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
 
     @torch.no_grad()
-    def fit(self, z: Tensor) -> "LatentNormalizer":
+    def fit(self, z: Tensor) -> LatentNormalizer:
         """Fit the statistics on training latents ``z`` (..., Dz), over all leading axes."""
-        flat = z.detach().reshape(-1, z.shape[-1]).double()         # (N, Dz), float64 statistics
+        flat = z.detach().reshape(-1, z.shape[-1]).double()  # (N, Dz), float64 statistics
         if self.mode == "standard":
             shift, scale = flat.mean(0), flat.std(0, unbiased=False)
         else:
@@ -136,11 +97,11 @@ class LatentNormalizer(nn.Module):
 
     def normalize(self, z: Tensor) -> Tensor:
         self._check()
-        return (z - self.shift) / self.scale                         # (..., Dz)
+        return (z - self.shift) / self.scale  # (..., Dz)
 
     def denormalize(self, n: Tensor) -> Tensor:
         self._check()
-        return n * self.scale + self.shift                           # (..., Dz)
+        return n * self.scale + self.shift  # (..., Dz)
 
 
 class ReactionAutoencoder(nn.Module):
@@ -156,9 +117,10 @@ class ReactionAutoencoder(nn.Module):
         d, dz, h = cfg.encoder.dim, cfg.latent_dim, cfg.decoder_hidden
         self.encoders = ModalityEncoders(cfg.encoder)
         self.mmt = MultiModalityTransformer(cfg.mmt, cfg.encoder)
-        self.to_latent = nn.Linear(d, 2 * dz if cfg.variational else dz)   # mean (and log-variance)
-        self.decoder = nn.Sequential(nn.Linear(dz, h), nn.GELU(), nn.Linear(h, h), nn.GELU(),
-                                     nn.Linear(h, EMOTION_DIM + TDMM_DIM))
+        self.to_latent = nn.Linear(d, 2 * dz if cfg.variational else dz)  # mean (and log-variance)
+        self.decoder = nn.Sequential(
+            nn.Linear(dz, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, EMOTION_DIM + TDMM_DIM)
+        )
         self.register_buffer("tdmm_mean", torch.zeros(TDMM_DIM))
         self.register_buffer("tdmm_std", torch.ones(TDMM_DIM))
         self.normalizer = LatentNormalizer(dz, cfg.latent_norm)
@@ -166,21 +128,21 @@ class ReactionAutoencoder(nn.Module):
     @torch.no_grad()
     def fit_tdmm_statistics(self, tdmm: Tensor) -> None:
         """Set the 3DMM standardisation from training data ``tdmm`` (..., 58)."""
-        flat = tdmm.reshape(-1, TDMM_DIM).double()                  # float64 statistics
+        flat = tdmm.reshape(-1, TDMM_DIM).double()  # float64 statistics
         std = flat.std(0, unbiased=False)
         self.tdmm_mean.copy_(flat.mean(0).float())
         self.tdmm_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).float())
 
     def _standardise_tdmm(self, tdmm: Tensor) -> Tensor:
-        return (tdmm.float() - self.tdmm_mean) / self.tdmm_std      # (B, T, 58)
+        return (tdmm.float() - self.tdmm_mean) / self.tdmm_std  # (B, T, 58)
 
     def posterior(self, person: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         """Encoder output: the latent mean (B, T, Dz) and log-variance (B, T, Dz), or None
         when not variational."""
         if self.cfg.encoder.tdmm and "tdmm" in person:
             person = {**person, "tdmm": self._standardise_tdmm(person["tdmm"])}
-        h = self.mmt(self.encoders(person))                          # (B, T, D)
-        out = self.to_latent(h)                                      # (B, T, Dz or 2 Dz)
+        h = self.mmt(self.encoders(person))  # (B, T, D)
+        out = self.to_latent(h)  # (B, T, Dz or 2 Dz)
         if self.cfg.variational:
             mean, logvar = out.chunk(2, dim=-1)
             return mean, logvar
@@ -193,7 +155,7 @@ class ReactionAutoencoder(nn.Module):
     def decode_raw(self, z: Tensor) -> dict[str, Tensor]:
         """Unsquashed decoder heads: ``au`` logits (B, T, 15), ``va`` (B, T, 2) in [-1, 1],
         ``fe`` logits (B, T, 8), ``tdmm`` standardised (B, T, 58)."""
-        out = self.decoder(z)                                        # (B, T, 83)
+        out = self.decoder(z)  # (B, T, 83)
         emo, tdmm = out[..., :EMOTION_DIM], out[..., EMOTION_DIM:]
         return {"au": emo[..., AU], "va": torch.tanh(emo[..., VA]), "fe": emo[..., FE], "tdmm": tdmm}
 
@@ -208,8 +170,9 @@ class ReactionAutoencoder(nn.Module):
         """``decode(encode(person))``."""
         return self.decode(self.encode(person))
 
-    def loss(self, person: dict[str, Tensor], generator: torch.Generator | None = None
-             ) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, person: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Reconstruction loss (+ KL when variational) of one batch.
 
         Args:
@@ -221,11 +184,11 @@ class ReactionAutoencoder(nn.Module):
         """
         mean, logvar = self.posterior(person)
         z = mean
-        if logvar is not None:                                       # z = m + exp(logvar / 2) * eps
+        if logvar is not None:  # z = m + exp(logvar / 2) * eps
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             z = mean + torch.exp(0.5 * logvar) * eps
         raw = self.decode_raw(z)
-        target = person["emotion"].float()                           # (B, T, 25)
+        target = person["emotion"].float()  # (B, T, 25)
         terms = {
             "au_bce": F.binary_cross_entropy_with_logits(raw["au"], target[..., AU]),
             "va_mse": F.mse_loss(raw["va"], target[..., VA]),
@@ -237,15 +200,16 @@ class ReactionAutoencoder(nn.Module):
                 raise ValueError(f"person dict has no 'tdmm' but tdmm_weight={self.cfg.tdmm_weight} > 0")
             terms["tdmm_mse"] = F.mse_loss(raw["tdmm"], self._standardise_tdmm(person["tdmm"]))
             weights["tdmm_mse"] = self.cfg.tdmm_weight
-        if logvar is not None:                                       # KL(N(m, s^2) || N(0, 1)), per dimension
+        if logvar is not None:  # KL(N(m, s^2) || N(0, 1)), per dimension
             terms["kl"] = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
             weights["kl"] = self.cfg.kl_weight
         total = sum(weights[k] * v for k, v in terms.items())
         parts = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
         return total, parts
 
-    def forward(self, person: dict[str, Tensor], generator: torch.Generator | None = None
-                ) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, person: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         return self.loss(person, generator)
 
 
@@ -258,11 +222,12 @@ def save_checkpoint(path: str | Path, model: ReactionAutoencoder, cfg: Autoencod
         cfg: its config, stored as a plain dict.
         extra: plain values to keep beside them (step, metrics, ...).
     """
-    return ckpt.save_checkpoint(path, {MODULE_NAME: model}, {MODULE_NAME: cfg.to_dict()}, **extra)
+    return ckpt.save_checkpoint(path, {MODULE_NAME: model}, {MODULE_NAME: to_dict(cfg)}, **extra)
 
 
-def load_checkpoint(path: str | Path, cfg: AutoencoderConfig | None = None,
-                    map_location: str | torch.device = "cpu") -> tuple[ReactionAutoencoder, AutoencoderConfig, dict]:
+def load_checkpoint(
+    path: str | Path, cfg: AutoencoderConfig | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[ReactionAutoencoder, AutoencoderConfig, dict]:
     """Rebuild an autoencoder from a checkpoint; returns ``(model in eval mode, cfg, extra)``.
 
     Args:

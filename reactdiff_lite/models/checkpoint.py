@@ -2,13 +2,19 @@
 
 A checkpoint file is a ``torch.save``d dict::
 
-    {"format": "reactdiff-lite/1",
-     "config": {...},                     # plain dicts / lists / str / numbers / bool / None
+    {"format": "reactdiff-lite/2",
+     "config": {name: {...}, ...},        # one config per model part (plain values), each stored once
      "modules": {name: state_dict, ...},  # every trained part, by name
      "extra": {...}}                      # step, metrics, optimiser state, ... (plain values, tensors)
 
 It holds *every* trained part by name (the official ReactDiff code forgets to save its
-speaker-condition projection). It is written atomically and read with
+speaker-condition projection). A training checkpoint's ``config`` is the run's
+``TrainConfig`` as a plain dict (``config.stage_dict``): its ``autoencoder`` and
+``diffusion`` sections are the model configs, so each is stored once.
+
+Formats: ``reactdiff-lite/2`` (current) fused the attention layers' state-dict layout and
+renamed the ``train`` config section to ``optim``; a ``reactdiff-lite/1`` file is refused
+with a message saying to retrain. It is written atomically and read with
 ``torch.load(weights_only=True)``, so loading never runs pickled code. A state dict that
 does not fit the module built from the config raises ``CheckpointError`` naming the file.
 """
@@ -21,12 +27,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from reactdiff_lite.utils import atomic_torch_save
+from reactdiff_lite.config import ConfigError, from_dict
+from reactdiff_lite.utils import UserError, atomic_torch_save
 
-FORMAT = "reactdiff-lite/1"
+FORMAT = "reactdiff-lite/2"
+OLD_FORMATS = ("reactdiff-lite/1",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file that is unreadable or does not match its config / modules."""
 
 
@@ -36,8 +44,8 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], config: 
 
     Args:
         path: the ``.pt`` file to write (parent folders are created).
-        modules: ``{name: module}``, e.g. ``{"autoencoder": ae, "denoiser": net}``.
-        config: the config as plain values (``dataclasses.asdict``).
+        modules: ``{name: module}``, e.g. ``{"autoencoder": ae, "diffusion": net}``.
+        config: ``{name: plain config}`` (``config.to_dict``), or a run's ``config.stage_dict``.
         extra: more plain values to keep, e.g. ``step=1000``.
     """
     payload = {"format": FORMAT, "config": dict(config), "extra": dict(extra),
@@ -49,12 +57,18 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint file with ``weights_only=True``; returns its dict (see module doc)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train one first "
+                              "(python -m reactdiff_lite train --config ...)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read (corrupt, truncated or not a torch file): {first}") from err
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found in OLD_FORMATS:
+        raise CheckpointError(f"checkpoint {path} has the older format {found!r} (this version reads {FORMAT!r}): "
+                              "retrain it with this version (python -m reactdiff_lite train --config ...)")
+    if not isinstance(payload, dict) or found != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} checkpoint (format: {found!r})")
     return payload
@@ -86,7 +100,7 @@ def load_model(path: str | Path, name: str, config_type: Any, build: Any, config
     Args:
         path: the checkpoint file.
         name: the module's name in the file, e.g. ``"autoencoder"``.
-        config_type: its config dataclass, with ``from_dict``.
+        config_type: its config dataclass (read with ``config.from_dict``).
         build: ``build(config) -> nn.Module``.
         config: build from this config instead of the stored one; weights that do not fit
             it raise ``CheckpointError`` naming the file.
@@ -97,8 +111,8 @@ def load_model(path: str | Path, name: str, config_type: Any, build: Any, config
         if name not in payload["config"]:
             raise CheckpointError(f"checkpoint {path} has no {name!r} config (it holds {sorted(payload['config'])})")
         try:
-            config = config_type.from_dict(payload["config"][name])
-        except (TypeError, ValueError) as err:
+            config = from_dict(config_type, payload["config"][name], f"checkpoint {path}: {name}")
+        except ConfigError as err:
             raise CheckpointError(f"checkpoint {path}: bad {name} config: {err}") from err
     model = build(config)
     load_modules(path, {name: model}, payload)

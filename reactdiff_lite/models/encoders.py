@@ -5,7 +5,7 @@ features of two *classes*:
 
 - the **facial class**: action units (AU, 15), facial expression probabilities (FE, 8)
   and valence/arousal (VA, 2) -- three streams, split with the column slices of
-  ``reactdiff_lite.data.schema``; optionally the 3DMM coefficients (58) and grey face
+  ``reactdiff_lite.schema``; optionally the 3DMM coefficients (58) and grey face
   frames (a small CNN);
 - the **acoustic class**: MFCC and a learned audio representation. The paper uses
   wav2vec 2.0, whose weights cannot be downloaded here, so the learned stream is a
@@ -30,44 +30,14 @@ depend on the other clips in its batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 import torchaudio
 from einops import rearrange
 from torch import Tensor, nn
 
-from reactdiff_lite.data.schema import AU, AUDIO_RATE, EMOTION_DIM, FE, SAMPLES_PER_FRAME, TDMM_DIM, VA
-
-FACIAL_STREAMS = ("au", "fe", "va", "tdmm", "video")   # the facial class, AU first (the query)
-ACOUSTIC_STREAMS = ("logmel", "mfcc")                 # the acoustic class, learned stream first
-
-
-@dataclass
-class EncoderConfig:
-    """Which modalities are on, and the width of their streams."""
-
-    dim: int = 64             # width D of every stream (the transformer's model width)
-    tdmm: bool = True         # 3DMM (58) stream in the facial class
-    audio: bool = True        # acoustic class: MFCC + learned log-mel conv streams
-    video: bool = False       # grey face-frame CNN stream in the facial class
-    n_fft: int = 1024         # STFT window in samples (>= 640), centred on each video frame
-    n_mels: int = 40          # mel bands of the log-mel spectrogram
-    n_mfcc: int = 13          # MFCC coefficients kept
-    video_channels: int = 16  # channels of the CNN's first layer (doubled in the second)
-
-    def __post_init__(self) -> None:
-        if self.n_fft < SAMPLES_PER_FRAME:
-            raise ValueError(f"EncoderConfig.n_fft={self.n_fft} must be >= {SAMPLES_PER_FRAME} samples per frame")
-        if self.n_mfcc > self.n_mels:
-            raise ValueError(f"EncoderConfig.n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}")
-
-    @property
-    def streams(self) -> tuple[str, ...]:
-        """Names of the streams this configuration produces, facial class first."""
-        on = {"tdmm": self.tdmm, "video": self.video, "logmel": self.audio, "mfcc": self.audio}
-        return tuple(s for s in FACIAL_STREAMS + ACOUSTIC_STREAMS if on.get(s, True))
+from reactdiff_lite.config import EncoderConfig
+from reactdiff_lite.schema import AU, AUDIO_RATE, EMOTION_DIM, FE, SAMPLES_PER_FRAME, TDMM_DIM, VA
 
 
 class FrameMLP(nn.Module):
@@ -76,8 +46,9 @@ class FrameMLP(nn.Module):
 
     def __init__(self, in_dim: int, dim: int, norm: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim) if norm else nn.Identity(),
-                                 nn.GELU(), nn.Linear(dim, dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, dim), nn.LayerNorm(dim) if norm else nn.Identity(), nn.GELU(), nn.Linear(dim, dim)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)  # (B, T, D)
@@ -91,16 +62,22 @@ class FrameCNN(nn.Module):
         super().__init__()
         c = channels
         self.net = nn.Sequential(
-            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(2 * c, dim, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(dim, dim))
+            nn.Conv2d(1, c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(2 * c, dim, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(dim, dim),
+        )
 
     def forward(self, frames: Tensor) -> Tensor:
         b = frames.shape[0]
-        x = frames.float() / 127.5 - 1.0                            # uint8 -> [-1, 1]
-        x = rearrange(x, "b t h w -> (b t) 1 h w")                  # (B*T, 1, H, W)
-        return rearrange(self.net(x), "(b t) d -> b t d", b=b)      # (B, T, D)
+        x = frames.float() / 127.5 - 1.0  # uint8 -> [-1, 1]
+        x = rearrange(x, "b t h w -> (b t) 1 h w")  # (B*T, 1, H, W)
+        return rearrange(self.net(x), "(b t) d -> b t d", b=b)  # (B, T, D)
 
 
 class AudioFeatures(nn.Module):
@@ -111,14 +88,17 @@ class AudioFeatures(nn.Module):
         super().__init__()
         self.pad = (n_fft - SAMPLES_PER_FRAME) // 2, n_fft - SAMPLES_PER_FRAME - (n_fft - SAMPLES_PER_FRAME) // 2
         self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=AUDIO_RATE, n_mfcc=n_mfcc, log_mels=True,
-            melkwargs=dict(n_fft=n_fft, hop_length=SAMPLES_PER_FRAME, n_mels=n_mels, center=False))
+            sample_rate=AUDIO_RATE,
+            n_mfcc=n_mfcc,
+            log_mels=True,
+            melkwargs=dict(n_fft=n_fft, hop_length=SAMPLES_PER_FRAME, n_mels=n_mels, center=False),
+        )
 
     def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.pad(audio.float(), self.pad)                          # (B, 640 T + n_fft - 640)
-        log_mel = torch.log(self.mfcc.MelSpectrogram(x) + 1e-6)     # L = log(M + 1e-6), (B, n_mels, T)
-        mfcc = log_mel.transpose(1, 2) @ self.mfcc.dct_mat          # C = DCT(L), (B, T, n_mfcc)
-        return log_mel.transpose(1, 2), mfcc                        # (B, T, n_mels), (B, T, n_mfcc)
+        x = F.pad(audio.float(), self.pad)  # (B, 640 T + n_fft - 640)
+        log_mel = torch.log(self.mfcc.MelSpectrogram(x) + 1e-6)  # L = log(M + 1e-6), (B, n_mels, T)
+        mfcc = log_mel.transpose(1, 2) @ self.mfcc.dct_mat  # C = DCT(L), (B, T, n_mfcc)
+        return log_mel.transpose(1, 2), mfcc  # (B, T, n_mels), (B, T, n_mfcc)
 
 
 class LogMelConvEncoder(nn.Module):
@@ -133,9 +113,9 @@ class LogMelConvEncoder(nn.Module):
         self.conv2 = nn.Conv1d(dim, dim, 3, padding=1)
 
     def forward(self, log_mel: Tensor) -> Tensor:
-        x = self.conv1(log_mel.transpose(1, 2)).transpose(1, 2)     # (B, T, D)
+        x = self.conv1(log_mel.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
         x = F.gelu(self.norm(x))
-        return self.conv2(x.transpose(1, 2)).transpose(1, 2)        # (B, T, D)
+        return self.conv2(x.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
 
 
 class ModalityEncoders(nn.Module):
@@ -149,9 +129,9 @@ class ModalityEncoders(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.au = FrameMLP(AU.stop - AU.start, d)     # 15 -> D
-        self.fe = FrameMLP(FE.stop - FE.start, d)     # 8 -> D
-        self.va = FrameMLP(VA.stop - VA.start, d)     # 2 -> D
+        self.au = FrameMLP(AU.stop - AU.start, d)  # 15 -> D
+        self.fe = FrameMLP(FE.stop - FE.start, d)  # 8 -> D
+        self.va = FrameMLP(VA.stop - VA.start, d)  # 2 -> D
         if cfg.tdmm:
             self.tdmm = FrameMLP(TDMM_DIM, d)
         if cfg.video:
@@ -168,7 +148,7 @@ class ModalityEncoders(nn.Module):
         Returns: ``{stream name: (B, T, D)}`` in ``cfg.streams`` order.
         """
         check_person(person, self.cfg)
-        emotion = person["emotion"].float()                         # (B, T, 25)
+        emotion = person["emotion"].float()  # (B, T, 25)
         streams = {"au": self.au(emotion[..., AU]), "fe": self.fe(emotion[..., FE]), "va": self.va(emotion[..., VA])}
         if self.cfg.tdmm:
             streams["tdmm"] = self.tdmm(person["tdmm"].float())
@@ -188,8 +168,11 @@ def check_person(person: dict[str, Tensor], cfg: EncoderConfig) -> None:
     if emotion.dim() != 3 or emotion.shape[-1] != EMOTION_DIM:
         raise ValueError(f"person['emotion'] has shape {tuple(emotion.shape)}, expected (B, T, {EMOTION_DIM})")
     b, t = emotion.shape[:2]
-    want = {"tdmm": (cfg.tdmm, (b, t, TDMM_DIM)), "audio": (cfg.audio, (b, t * SAMPLES_PER_FRAME)),
-            "frames": (cfg.video, None)}
+    want = {
+        "tdmm": (cfg.tdmm, (b, t, TDMM_DIM)),
+        "audio": (cfg.audio, (b, t * SAMPLES_PER_FRAME)),
+        "frames": (cfg.video, None),
+    }
     for key, (on, shape) in want.items():
         if not on:
             continue
@@ -199,8 +182,9 @@ def check_person(person: dict[str, Tensor], cfg: EncoderConfig) -> None:
         x = person[key]
         if key == "frames":
             if x.dim() != 4 or tuple(x.shape[:2]) != (b, t) or x.dtype != torch.uint8:
-                raise ValueError(f"person['frames'] has shape {tuple(x.shape)} dtype {x.dtype}, "
-                                 f"expected ({b}, {t}, H, W) uint8")
+                raise ValueError(
+                    f"person['frames'] has shape {tuple(x.shape)} dtype {x.dtype}, expected ({b}, {t}, H, W) uint8"
+                )
         elif tuple(x.shape) != shape:
             hint = f" ({SAMPLES_PER_FRAME} samples per frame for T={t})" if key == "audio" else ""
             raise ValueError(f"person[{key!r}] has shape {tuple(x.shape)}, expected {shape}{hint}")

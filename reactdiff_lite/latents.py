@@ -1,0 +1,155 @@
+"""The bridge from stage 1 to stage 2: latents of whole clips, and a trained two-stage model.
+
+Stage 2 of ReactDiff runs diffusion in the normalised latent space of the frozen stage-1
+autoencoder (``docs/architecture.md``)::
+
+    c = norm(E(speaker))       speaker latents (N, T, Dz), encoded in aligned chunks
+    ŷ = D(denorm(z))           emotion (…, T, 25) and 3DMM (…, T, 58) from generated latents
+
+``encode_latents`` is the one place that turns clips into latents (training caches them,
+sampling and evaluation encode the test speakers with it); ``ReactionModel`` holds the
+trained pair and ``load_model`` rebuilds it from a stage-2 checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from reactdiff_lite.config import TrainConfig, from_dict
+from reactdiff_lite.models import checkpoint as ckpt
+from reactdiff_lite.models.autoencoder import ReactionAutoencoder
+from reactdiff_lite.models.diffusion import LatentDiffusion
+from reactdiff_lite.schema import AU
+from reactdiff_lite.utils import resolve_device
+from reactdiff_lite.windows import PersonSource, rows_and_frames, take_windows
+
+if TYPE_CHECKING:
+    from reactdiff_lite.data.cache import SplitData
+
+
+def model_modalities(autoencoder: ReactionAutoencoder) -> tuple[str, ...]:
+    """The person keys the autoencoder reads (and the 3DMM it reconstructs)."""
+    enc = autoencoder.cfg.encoder
+    wanted = {"emotion": True, "tdmm": enc.tdmm or autoencoder.cfg.tdmm_weight > 0, "audio": enc.audio,
+              "frames": enc.video}
+    return tuple(key for key, on in wanted.items() if on)
+
+
+@torch.no_grad()
+def encode_latents(
+    autoencoder: ReactionAutoencoder,
+    source: PersonSource,
+    chunk: int,
+    batch_size: int = 64,
+    normalize: bool = True,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Latents of whole clips, encoded in aligned chunks of ``chunk`` frames.
+
+    The autoencoder was trained on windows of ``chunk`` frames, so clips are encoded the same
+    way: frames ``[c·chunk, (c+1)·chunk)`` together. A latent never depends on frames of a
+    later chunk, which keeps online generation causal at the window level.
+
+    Args:
+        autoencoder: the frozen stage-1 model (put in eval mode here).
+        source: a person dict of (N, T, …) tensors, or a ``SplitData`` (then one latent per clip).
+        chunk: frames per encoded chunk. batch_size: clips per forward pass.
+        normalize: apply the autoencoder's ``LatentNormalizer`` (stage 2's latent space).
+        device: where to run (default: the autoencoder's device).
+    Returns:
+        (N, T, Dz) float32 on CPU (N = clips of a SplitData).
+    """
+    autoencoder.eval()
+    device = device or next(autoencoder.parameters()).device
+    N, T = rows_and_frames(source)
+    pieces = []
+    for start in range(0, T, chunk):
+        length = min(chunk, T - start)
+        rows = []
+        for first in range(0, N, batch_size):
+            window = take_windows(source, torch.arange(first, min(first + batch_size, N)), start, length)
+            rows.append(autoencoder.encode({k: v.to(device) for k, v in window.items()}))
+        pieces.append(torch.cat(rows).float().cpu())  # (N, chunk, Dz)
+    z = torch.cat(pieces, dim=1)  # (N, T, Dz)
+    if not normalize:
+        return z
+    return autoencoder.normalizer.normalize(z.to(autoencoder.normalizer.shift.device)).cpu()
+
+
+@dataclass
+class ReactionModel:
+    """A trained ReactDiff: frozen autoencoder + latent diffusion + the stage-2 config."""
+
+    autoencoder: ReactionAutoencoder
+    diffusion: LatentDiffusion
+    config: TrainConfig  # stage 2, with the autoencoder's config and the sampling defaults
+    device: torch.device
+
+    @property
+    def window(self) -> int:
+        return self.diffusion.config.denoiser.window
+
+    @property
+    def encode_chunk(self) -> int:
+        """Frames per encoded speaker chunk: the stage-1 training window."""
+        return self.config.stage2.encode_chunk
+
+    def encode(self, person: PersonSource, batch_size: int = 64) -> Tensor:
+        """Normalised latents (N, T, Dz) on CPU of a person batch or of every clip of a split."""
+        return encode_latents(self.autoencoder, person, self.encode_chunk, batch_size, device=self.device)
+
+    def speaker_latents(self, split: SplitData) -> Tensor:
+        """Normalised latents (N, T, Dz) of every item's speaker (each clip encoded once)."""
+        return self.encode(split)[split.speaker_index]
+
+    @torch.no_grad()
+    def decode(self, latent: Tensor, batch_size: int = 256) -> dict[str, Tensor]:
+        """Normalised latents (..., T, Dz) -> ``emotion`` (..., T, 25) and ``tdmm`` (..., T, 58) on CPU.
+
+        With ``sample.binarize_au`` the AU occurrence probabilities become 0/1 (p > 0.5),
+        like the AU columns of the data.
+        """
+        lead, (T, Dz) = latent.shape[:-2], latent.shape[-2:]
+        flat = latent.reshape(-1, T, Dz)
+        ae = self.autoencoder
+        outs = [ae.decode(ae.normalizer.denormalize(flat[i : i + batch_size].to(self.device)))
+                for i in range(0, flat.shape[0], batch_size)]
+        emotion = torch.cat([o["emotion"] for o in outs]).float().cpu()  # (B, T, 25)
+        tdmm = torch.cat([o["tdmm"] for o in outs]).float().cpu()  # (B, T, 58)
+        if self.config.sample.binarize_au:
+            emotion[..., AU] = (emotion[..., AU] > 0.5).float()
+        return {"emotion": emotion.reshape(*lead, T, -1), "tdmm": tdmm.reshape(*lead, T, -1)}
+
+
+def read_training_config(path: str | Path, payload: Mapping) -> TrainConfig:
+    """The ``TrainConfig`` a training checkpoint was written with (``config.stage_dict``)."""
+    if "stage" not in payload["config"]:
+        raise ckpt.CheckpointError(f"checkpoint {path} holds no training config: it was not written by "
+                                   "reactdiff_lite.train; pass a best.pt/last.pt of a training run")
+    return from_dict(TrainConfig, payload["config"], f"checkpoint {path}:")
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> ReactionModel:
+    """A stage-2 checkpoint (``best.pt`` or ``last.pt`` of a stage-2 run) -> ``ReactionModel``.
+
+    The checkpoint embeds the frozen autoencoder, so nothing else is read. Both networks
+    are in eval mode on ``device``, the diffusion model with its EMA weights.
+    """
+    payload = ckpt.read_checkpoint(checkpoint)
+    cfg = read_training_config(checkpoint, payload)
+    if cfg.stage != 2:
+        raise ckpt.CheckpointError(f"checkpoint {checkpoint} is a stage-{cfg.stage} checkpoint; sampling needs the "
+                                   "best.pt of a stage-2 run (python -m reactdiff_lite train --config "
+                                   "configs/stage2_default.yaml)")
+    autoencoder, diffusion = ReactionAutoencoder(cfg.autoencoder), LatentDiffusion(cfg.diffusion)
+    weights = "diffusion_ema" if "diffusion_ema" in payload["modules"] else "diffusion"
+    ckpt.load_modules(checkpoint, {"autoencoder": autoencoder}, payload)
+    ckpt.load_modules(checkpoint, {weights: diffusion}, payload)
+    device = resolve_device(device)
+    return ReactionModel(autoencoder.to(device).eval(), diffusion.to(device).eval(), cfg, device)

@@ -1,0 +1,222 @@
+"""Figures: every plotting helper of the library, in one low-level module.
+
+Faces come from :func:`reactdiff_lite.render.render_faces`; this module lays them out
+with matplotlib. It imports only schema, render, numpy and matplotlib (import-linter
+keeps it below the data layer), so any module may draw without pulling in IPython.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .render import render_faces, to_numpy
+from .schema import AU, AU_NAMES, FPS, VA
+from .utils import atomic_write
+
+
+def _rows(emotion, tdmm) -> tuple[list, list]:
+    """Normalise one (T, 25) clip or (R, T, 25) rows into lists of R arrays (poses likewise)."""
+    e = to_numpy(emotion)
+    rows = [e] if e.ndim == 2 else list(e)
+    if tdmm is None:
+        poses = [None] * len(rows)
+    else:
+        p = to_numpy(tdmm)
+        p = p.reshape(*p.shape[:-2], p.shape[-1]) if p.ndim >= 3 and p.shape[-2] == 1 else p
+        poses = [p] if p.ndim == 2 else list(p)
+    if len(poses) != len(rows):
+        raise ValueError(f"{len(rows)} emotion rows but {len(poses)} 3DMM rows")
+    return rows, poses
+
+
+def face_strip(emotion, tdmm=None, *, n: int = 8, size: int = 64, labels=None, fps: int = FPS, ax=None):
+    """A strip of ``n`` evenly spaced faces per row, one row per sequence.
+
+    Args:
+        emotion: (T, 25) or (R, T, 25): one clip or R clips drawn as R rows.
+        tdmm: None, (T, 58) or (R, T, 58) (a middle axis of 1 is squeezed).
+        n: frames per row; size: face size in pixels; labels: R row names.
+        fps: frame rate for the time labels; ax: draw into this matplotlib axis.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rows, poses = _rows(emotion, tdmm)
+    T = rows[0].shape[0]
+    idx = np.linspace(0, T - 1, n).round().astype(int)
+    grid = np.concatenate(
+        [
+            np.concatenate(list(render_faces(r[idx], None if p is None else p[idx], size)), axis=1)
+            for r, p in zip(rows, poses, strict=True)
+        ],
+        axis=0,
+    )  # (R*size, n*size, 3)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.1 * n, 1.1 * len(rows) + 0.4))
+    ax.imshow(grid)
+    ax.set_xticks((np.arange(n) + 0.5) * size, [f"{i / fps:.1f}s" for i in idx])
+    ax.set_yticks((np.arange(len(rows)) + 0.5) * size, labels if labels is not None else [""] * len(rows))
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax.figure
+
+
+def animate(
+    emotion,
+    tdmm=None,
+    *,
+    size: int = 64,
+    labels=None,
+    fps: int = FPS,
+    step: int = 1,
+    max_frames: int | None = None,
+    html: bool = True,
+):
+    """Animate one or several sequences side by side.
+
+    Args:
+        emotion, tdmm: as in :func:`face_strip`.
+        step: draw every ``step``-th frame (playback keeps real time).
+        max_frames: stop after this many drawn frames.
+        html: return ``IPython.display.HTML`` (JS player for notebooks; IPython is imported
+            only then); False returns the matplotlib ``FuncAnimation``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    rows, poses = _rows(emotion, tdmm)
+    idx = np.arange(0, rows[0].shape[0], step)[:max_frames]
+    faces = [render_faces(r[idx], None if p is None else p[idx], size) for r, p in zip(rows, poses, strict=True)]
+    frames = np.concatenate(faces, axis=2)  # (F, size, R*size, 3)
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows), 1.9))
+    image = ax.imshow(frames[0])
+    ax.set_xticks((np.arange(len(rows)) + 0.5) * size, labels if labels is not None else [""] * len(rows))
+    ax.set_yticks([])
+    title = ax.set_title("0.00 s", fontsize=9)
+
+    def draw(i: int):
+        image.set_data(frames[i])
+        title.set_text(f"{idx[i] / fps:.2f} s")
+        return image, title
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 * step / fps, blit=True)
+    plt.close(fig)
+    if not html:
+        return anim
+    from IPython.display import HTML
+
+    return HTML(anim.to_jshtml())
+
+
+# ----------------------------------------------------------------------------- run figures
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_losses(runs: Mapping[str, list[dict]], path: str | Path) -> Path:
+    """Training (batch) and val (EMA weights) loss against step, one panel per run.
+
+    Args:
+        runs: ``{title: log records}``; records are the lines of a run's ``log.jsonl``
+            (``{"step", "loss"}`` and/or ``{"step", "val_loss"}``).
+        path: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 3.4), squeeze=False)
+    for ax, (title, records) in zip(axes[0], runs.items()):
+        train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+        if train:
+            ax.plot(*zip(*train), lw=0.8, label="train (batch)")
+        if val:
+            ax.plot(*zip(*val), "o-", ms=3, label="val (EMA weights)")
+        ax.set(title=title, xlabel="optimiser step", ylabel="loss", yscale="log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def reaction_faces(emotion: np.ndarray, tdmm: np.ndarray | None, labels: list[str], title: str, n: int = 10):
+    """Rows of faces (speaker, real listener, generated listeners), ``n`` frames each.
+
+    Args:
+        emotion: (R, T, 25) rows. tdmm: (R, T, 58) head poses or None. labels: R row names.
+    """
+    fig = face_strip(emotion, tdmm, n=n, labels=labels)
+    fig.axes[0].set_title(title, fontsize=9)
+    return fig
+
+
+CURVE_ROWS = (("valence", VA.start), ("arousal", VA.start + 1), ("AU12 (smile)", AU_NAMES.index("AU12")),
+              ("AU25 (lips part)", AU_NAMES.index("AU25")))
+
+
+def reaction_curves(speaker: np.ndarray, listener: np.ndarray, generated: np.ndarray, fps: int = FPS):
+    """Valence, arousal and two AUs over time: the speaker (left), the K generated reactions
+    overlaid with the share of reactions showing each AU, and the real listener (right).
+
+    Args:
+        speaker, listener: (T, 25). generated: (K, T, 25).
+    """
+    import matplotlib.pyplot as plt
+
+    t = np.arange(speaker.shape[0]) / fps
+    fig, axes = plt.subplots(len(CURVE_ROWS), 2, figsize=(11, 1.6 * len(CURVE_ROWS)), sharex=True)
+    for r, (name, d) in enumerate(CURVE_ROWS):
+        axes[r, 0].plot(t, speaker[:, d], color="tab:blue", lw=1)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+        for reaction in generated:
+            axes[r, 1].plot(t, reaction[:, d], color="tab:orange", lw=0.6, alpha=0.35)
+        if d < AU.stop:  # AUs are 0/1: show the share of reactions with it on
+            axes[r, 1].plot(t, generated[:, :, d].mean(0), color="tab:red", lw=1, label="share of K on")
+        axes[r, 1].plot(t, listener[:, d], color="black", lw=1, label="real listener")
+    axes[0, 0].set_title("speaker", fontsize=9)
+    axes[0, 1].set_title(f"listener: {len(generated)} generated reactions (orange) and the real one (black)",
+                         fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    axes[2, 1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def diversity_curve(curve: Mapping) -> object:
+    """FRDiv and FRCorr / K against the number of DDIM steps (``{steps: {...}, "oracle": {...}}``)."""
+    import matplotlib.pyplot as plt
+
+    steps = [s for s in curve if s != "oracle"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(steps, [curve[s]["FRDiv"] for s in steps], "o-", color="tab:orange", label="FRDiv (diversity)")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [curve[s]["FRCorr_per_reaction"] for s in steps], "s--", color="tab:blue",
+             label="FRCorr / K (appropriateness)")
+    if "oracle" in curve:
+        oracle = curve["oracle"]
+        ax.axhline(oracle["FRDiv"], color="tab:orange", lw=0.8, ls=":", label="Oracle FRDiv")
+        ax2.axhline(oracle["FRCorr_per_reaction"], color="tab:blue", lw=0.8, ls=":", label="Oracle FRCorr / K")
+    ax.set(xscale="log", xlabel="DDIM steps", ylabel="FRDiv")
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax2.set_ylabel("FRCorr / K")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.set_title("diversity and appropriateness vs DDIM steps (test subset)", fontsize=9)
+    fig.tight_layout()
+    return fig
