@@ -16,8 +16,8 @@ Batches are random tensors with the shapes and dtypes of the data (the cost does
 depend on the values); the models are built from the configs exactly as ``train`` builds
 them. On a CPU the paper-sized runs use a smaller batch (``--cpu-batch``) for training and
 sample 2 reactions of one window (50 frames) with every sampler, so that DDPM over all
-1000 steps finishes in minutes; the ratios compare like with like. GPU numbers appear only when a CUDA device is present (AMP as in
-training: bf16 where supported).
+1000 steps finishes in minutes; the ratios compare like with like. GPU numbers appear only
+when a CUDA device is present (AMP as in training: bf16 where supported).
 
 Usage::
 
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _peak_mb(device) -> float:
     import torch
+
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -51,12 +52,16 @@ def _peak_mb(device) -> float:
 
 def _person(cfg, B: int, T: int, device):
     import torch
+
     g = torch.Generator().manual_seed(0)
     fe = torch.softmax(torch.randn(B, T, 8, generator=g), -1)
-    person = {"emotion": torch.cat([(torch.rand(B, T, 15, generator=g) > 0.7).float(),
-                                    torch.rand(B, T, 2, generator=g) * 2 - 1, fe], -1),
-              "tdmm": torch.randn(B, T, 58, generator=g) * 0.1,
-              "audio": torch.randn(B, T * 640, generator=g) * 0.05}
+    person = {
+        "emotion": torch.cat(
+            [(torch.rand(B, T, 15, generator=g) > 0.7).float(), torch.rand(B, T, 2, generator=g) * 2 - 1, fe], -1
+        ),
+        "tdmm": torch.randn(B, T, 58, generator=g) * 0.1,
+        "audio": torch.randn(B, T * 640, generator=g) * 0.05,
+    }
     if cfg.autoencoder.encoder.video:
         size = cfg.data.frame_size
         person["frames"] = torch.randint(0, 256, (B, T, size, size), generator=g, dtype=torch.uint8)
@@ -65,6 +70,7 @@ def _person(cfg, B: int, T: int, device):
 
 def _time_steps(step, steps: int, device) -> float:
     import torch
+
     step()  # warm-up (allocations, kernels)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -77,8 +83,10 @@ def _time_steps(step, steps: int, device) -> float:
 
 
 def _amp(device, cfg):
-    import torch
     from contextlib import nullcontext
+
+    import torch
+
     if device.type != "cuda" or not cfg.optim.amp:
         return nullcontext
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -96,13 +104,20 @@ def _bench_training(net, opt, loss_fn, autocast, cfg, B: int, steps: int, device
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
         opt.step()
+
     seconds = _time_steps(step, steps, device)
-    return {"batch": B, "s_per_step": seconds, "clips_per_s": B / seconds, "peak_mb": _peak_mb(device),
-            "params_m": sum(p.numel() for p in net.parameters()) / 1e6}
+    return {
+        "batch": B,
+        "s_per_step": seconds,
+        "clips_per_s": B / seconds,
+        "peak_mb": _peak_mb(device),
+        "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
+    }
 
 
 def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
     import torch
+
     from reactdiff_lite.config import load_config
     from reactdiff_lite.models.autoencoder import ReactionAutoencoder
     from reactdiff_lite.train import parameter_groups
@@ -119,6 +134,7 @@ def bench_stage1(name: str, device: str, steps: int, cpu_batch: int) -> dict:
 
 def _stage2_parts(name: str, device):
     import torch
+
     from reactdiff_lite.config import load_config, stage_dict
     from reactdiff_lite.models.diffusion import LatentDiffusion
     from reactdiff_lite.tasks import resolve_stage2
@@ -152,8 +168,9 @@ def bench_stage2(name: str, device: str, steps: int, cpu_batch: int) -> dict:
 
 def bench_sampling(name: str, device: str, frames: int, reactions: int, ddpm: bool) -> dict:
     import torch
-    from reactdiff_lite.models.autoencoder import ReactionAutoencoder
+
     from reactdiff_lite.latents import ReactionModel
+    from reactdiff_lite.models.autoencoder import ReactionAutoencoder
     from reactdiff_lite.sampling import generate
 
     device = torch.device(device)
@@ -165,11 +182,14 @@ def bench_sampling(name: str, device: str, frames: int, reactions: int, ddpm: bo
     out = {"frames": frames, "reactions": reactions, "guidance": cfg.sample.guidance}
     runs = [("DDIM-10", dict(steps=10)), ("DDIM-20", dict(steps=20))]
     if ddpm:
-        runs.append((f"DDPM-{cfg.diffusion.num_train_steps}",
-                     dict(steps=cfg.diffusion.num_train_steps, sampler="ddpm")))
+        runs.append(
+            (f"DDPM-{cfg.diffusion.num_train_steps}", dict(steps=cfg.diffusion.num_train_steps, sampler="ddpm"))
+        )
     for label, options in runs:
-        def run():
+
+        def run(options=options):
             generate(model, latents, k=reactions, batch_size=reactions, **options)
+
         seconds = _time_steps(run, 1, device) if label.startswith("DDIM") else _once(run, device)
         out[label] = {"s": seconds, "reactions_per_s": reactions / seconds}
     out["peak_mb"] = _peak_mb(device)
@@ -178,6 +198,7 @@ def bench_sampling(name: str, device: str, frames: int, reactions: int, ddpm: bo
 
 def _once(fn, device) -> float:
     import torch
+
     start = time.perf_counter()
     fn()
     if device.type == "cuda":
@@ -203,10 +224,16 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else \
-        ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch {torch.__version__}; "
-          f"devices {devices}")
+    devices = (
+        ["cpu"]
+        if args.device == "cpu"
+        else ["cuda"]
+        if args.device == "cuda"
+        else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    )
+    print(
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch {torch.__version__}; devices {devices}"
+    )
     for device in devices:
         for name in args.configs.split(","):
             cap = args.cpu_batch if name != "default" else 10**9
@@ -214,14 +241,18 @@ def main() -> None:
             s2 = _isolated(bench_stage2, name, device, args.steps, cap)
             print(f"\n[{device}] {name} config")
             for stage, r in (("stage 1 (autoencoder)", s1), ("stage 2 (latent diffusion)", s2)):
-                print(f"  {stage:28s} batch {r['batch']:4d}  {r['s_per_step'] * 1000:8.1f} ms/step  "
-                      f"{r['clips_per_s']:8.1f} clips/s  peak {r['peak_mb']:8.0f} MB  ({r['params_m']:.2f} M params)")
+                print(
+                    f"  {stage:28s} batch {r['batch']:4d}  {r['s_per_step'] * 1000:8.1f} ms/step  "
+                    f"{r['clips_per_s']:8.1f} clips/s  peak {r['peak_mb']:8.0f} MB  ({r['params_m']:.2f} M params)"
+                )
             frames, reactions = args.frames, args.reactions
             if device == "cpu" and name != "default":  # a paper-sized DDPM-1000 would take hours on a CPU
                 frames, reactions = min(frames, 50), min(reactions, 2)
             smp = _isolated(bench_sampling, name, device, frames, reactions, not args.no_ddpm)
-            print(f"  sampling {smp['reactions']} reactions x {smp['frames']} frames "
-                  f"(guidance {smp['guidance']}), peak {smp['peak_mb']:.0f} MB:")
+            print(
+                f"  sampling {smp['reactions']} reactions x {smp['frames']} frames "
+                f"(guidance {smp['guidance']}), peak {smp['peak_mb']:.0f} MB:"
+            )
             for label in [k for k in smp if k.startswith("DD")]:
                 print(f"    {label:10s} {smp[label]['s']:8.2f} s  {smp[label]['reactions_per_s']:8.2f} reactions/s")
             ddpm = next((k for k in smp if k.startswith("DDPM")), None)

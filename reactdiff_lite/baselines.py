@@ -1,4 +1,4 @@
-"""Reference predictors for the REACT metrics (``react_benchmark.md``).
+"""Reference predictors for the REACT metrics (the challenge baselines, plus GT and the world's Oracle).
 
 Every baseline returns K reactions per test item, shape (N, K, T, 25) float32, in the
 mirrored item order of the split:
@@ -20,8 +20,8 @@ person-clip listens in one of the two mirrored items).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -33,11 +33,11 @@ Baseline = Callable[..., np.ndarray]
 
 def _emotion(split: SplitData, role: str) -> np.ndarray:
     x = split.speaker_emotion if role == "speaker" else split.listener_emotion
-    return x.numpy().astype(np.float32)                                    # (N, T, 25)
+    return x.numpy().astype(np.float32)  # (N, T, 25)
 
 
 def _repeat(x: np.ndarray, k: int) -> np.ndarray:
-    return np.repeat(x[:, None], k, axis=1).astype(np.float32)              # (N, K, T, 25)
+    return np.repeat(x[:, None], k, axis=1).astype(np.float32)  # (N, K, T, 25)
 
 
 def _need(train: SplitData | None, name: str) -> SplitData:
@@ -47,7 +47,7 @@ def _need(train: SplitData | None, name: str) -> SplitData:
 
 
 def _train_sequences(train: SplitData, T: int, name: str) -> np.ndarray:
-    seqs = _emotion(_need(train, name), "listener")                        # (N_train, T_train, 25)
+    seqs = _emotion(_need(train, name), "listener")  # (N_train, T_train, 25)
     if seqs.shape[1] < T:
         raise ValueError(f"baseline {name}: training clips have {seqs.shape[1]} frames, the test split needs {T}")
     return seqs[:, :T]
@@ -67,12 +67,12 @@ def b_mime(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
 
 
 def b_meanseq(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
-    mean = _train_sequences(train, test.n_frames, "B_MeanSeq").astype(np.float64).mean(0)      # (T, 25)
+    mean = _train_sequences(train, test.n_frames, "B_MeanSeq").astype(np.float64).mean(0)  # (T, 25)
     return np.broadcast_to(mean.astype(np.float32), (len(test), k, *mean.shape)).copy()
 
 
 def b_meanfr(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
-    frame = _emotion(_need(train, "B_MeanFr"), "listener").astype(np.float64).mean((0, 1))   # (25,)
+    frame = _emotion(_need(train, "B_MeanFr"), "listener").astype(np.float64).mean((0, 1))  # (25,)
     return np.broadcast_to(frame.astype(np.float32), (len(test), k, test.n_frames, EMOTION_DIM)).copy()
 
 
@@ -88,11 +88,11 @@ def nearest_speakers(train_speakers: np.ndarray, test_speakers: np.ndarray, k: i
     T = test_speakers.shape[1]
     a = train_speakers[:, :T].astype(np.float64)
     mu, sd = a.mean((0, 1)), a.std((0, 1)) + 1e-8
-    a = ((a - mu) / sd).reshape(len(a), -1)                                  # (N_train, T*25)
+    a = ((a - mu) / sd).reshape(len(a), -1)  # (N_train, T*25)
     b = ((test_speakers.astype(np.float64) - mu) / sd).reshape(len(test_speakers), -1)
-    d = (b ** 2).sum(1)[:, None] + (a ** 2).sum(1)[None] - 2 * b @ a.T        # (N_test, N_train)
+    d = (b**2).sum(1)[:, None] + (a**2).sum(1)[None] - 2 * b @ a.T  # (N_test, N_train)
     order = np.argsort(d, axis=1, kind="stable")
-    return order[:, np.arange(k) % a.shape[0]]                              # cycle if k > N_train
+    return order[:, np.arange(k) % a.shape[0]]  # cycle if k > N_train
 
 
 def nn(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
@@ -101,7 +101,7 @@ def nn(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
     if train.n_frames < T:
         raise ValueError(f"baseline NN: training clips have {train.n_frames} frames, the test split needs {T}")
     idx = nearest_speakers(_emotion(train, "speaker"), _emotion(test, "speaker"), k)
-    return _emotion(train, "listener")[idx][:, :, :T]                      # (N, K, T, 25)
+    return _emotion(train, "listener")[idx][:, :, :T]  # (N, K, T, 25)
 
 
 def oracle(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
@@ -110,20 +110,30 @@ def oracle(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
 
     root = Path(data_root) if data_root is not None else Path(test.root)
     if read_manifest(root) is None:
-        raise ValueError(f"baseline Oracle needs the synthetic dyadic world: {root / 'manifest.json'} is missing "
-                         f"(real REACT data has no reaction law to sample from)")
+        raise ValueError(
+            f"baseline Oracle needs the synthetic dyadic world: {root / 'manifest.json'} is missing "
+            f"(real REACT data has no reaction law to sample from)"
+        )
     out = np.stack([oracle_reactions(root, test.split, n, k, seed)["emotion"] for n in range(len(test))])
     if out.shape[2] != test.n_frames:
         raise ValueError(f"baseline Oracle: the oracle gives {out.shape[2]} frames, the split has {test.n_frames}")
     return out.astype(np.float32)
 
 
-BASELINES: dict[str, Baseline] = {"GT": gt, "B_Random": b_random, "B_Mime": b_mime, "B_MeanSeq": b_meanseq,
-                                  "B_MeanFr": b_meanfr, "NN": nn, "Oracle": oracle}
+BASELINES: dict[str, Baseline] = {
+    "GT": gt,
+    "B_Random": b_random,
+    "B_Mime": b_mime,
+    "B_MeanSeq": b_meanseq,
+    "B_MeanFr": b_meanfr,
+    "NN": nn,
+    "Oracle": oracle,
+}
 
 
-def predict_baseline(name: str, train: SplitData | None, test: SplitData, k: int = 10, seed: int = 0,
-                     data_root: str | Path | None = None) -> np.ndarray:
+def predict_baseline(
+    name: str, train: SplitData | None, test: SplitData, k: int = 10, seed: int = 0, data_root: str | Path | None = None
+) -> np.ndarray:
     """K reactions per test item from baseline ``name``.
 
     Args:

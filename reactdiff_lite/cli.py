@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--preset", default="default", choices=PRESETS)
     synth.add_argument("--seed", type=int, default=0)
     check = _command(
-        data_commands, "check", "reactdiff_lite.data.checks:cli_check", "validate a REACT-format directory; JSON summary"
+        data_commands,
+        "check",
+        "reactdiff_lite.data.checks:cli_check",
+        "validate a REACT-format directory; JSON summary",
     )
     check.add_argument("--root", required=True)
     check.add_argument("--split", default=None, help="one split (default: all present)")

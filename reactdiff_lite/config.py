@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
@@ -72,7 +72,7 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         items = args[:1] * len(value) if origin is list or (len(args) == 2 and args[1] is Ellipsis) else args
         if len(items) != len(value):
             raise ConfigError(f"{where}: expected {len(items)} values, got {len(value)}")
-        return origin(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, items)))
+        return origin(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, items, strict=True)))
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
@@ -124,12 +124,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict of a dataclass config (tuples become lists, for YAML and checkpoints)."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         return v
+
     return plain(dataclasses.asdict(config))
 
 

@@ -10,6 +10,10 @@ next to the predictions (``<stem>.metrics.json``).
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
+import subprocess
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
+from . import metrics, stats
 from .data.cache import SplitData
 from .schema import EMOTION_DIM, TDMM_DIM
 from .utils import UserError, atomic_write_json
@@ -97,10 +101,12 @@ def evaluate_methods(
     reduce: str = "sum",
     all_predictions: bool = False,
     realism: bool = True,
+    intervals: bool = True,
+    resamples: int = stats.RESAMPLES,
     progress: bool = False,
     threads: int | None = None,
 ) -> dict:
-    """REACT metrics of several methods on one split.
+    """REACT metrics of several methods on one split, with 95 % intervals.
 
     Args:
         preds: ``{name: emotion (N, K, T, 25)}`` or ``{name: {"emotion": ..., "tdmm": (N, K, T, 58)}}``;
@@ -109,12 +115,19 @@ def evaluate_methods(
         split: the evaluated split (listeners, speakers, neighbours; mirrored items).
         reduce, all_predictions: see :func:`reactdiff_lite.metrics.evaluate` (defaults official).
         realism: add the FRRea-proxy column (:func:`reactdiff_lite.metrics.realism_proxy`).
+        intervals: add, per method, ``"ci": {"FRCorr": [lo, hi], "FRDist": ..., "FRDiv": ...}``:
+            95 % cluster-bootstrap intervals over the split's appropriate sets
+            (:func:`reactdiff_lite.stats.bootstrap`), conditional on this one set of
+            predictions (one training seed); and the per-item scores under ``"items"``.
+        resamples: bootstrap resamples.
 
     Returns:
-        ``{"split", "root", "N", "T", "K", "options", "methods": {name: {metric: value}}}``.
+        ``{"split", "root", "N", "T", "K", "options", "methods": {name: {metric: value, "ci": ...}},
+        "items": {name: {metric: [N scores]}}, "intervals": {...}}``.
     """
     listener, speaker = split.listener_emotion.numpy(), split.speaker_emotion.numpy()
-    methods, K = {}, {}
+    labels = stats.clusters(split.neighbours)
+    methods, K, items = {}, {}, {}
     for name, pred in preds.items():
         arrays = dict(pred) if isinstance(pred, Mapping) else {"emotion": pred}
         p = check_predictions(arrays["emotion"], split, source=name)
@@ -127,15 +140,29 @@ def evaluate_methods(
             reduce=reduce,
             all_predictions=all_predictions,
             realism=realism,
+            per_item=intervals,
             progress=progress,
             threads=threads,
         )
+        scores = row.pop("per_item", None)
         if arrays.get("tdmm") is not None and split.tdmm is not None:
             t = check_predictions(arrays["tdmm"], split, source=name, key="tdmm", dim=TDMM_DIM)
             real = split.clip_tensor("tdmm", split.listener_index).numpy()
             row["FRCorr_3DMM"] = metrics.frcorr(t, real, split.neighbours, reduce=reduce)
             row["FRDist_3DMM"] = metrics.frdist(t, real, split.neighbours, reduce=reduce, threads=threads)
         methods[name] = {key: float(v) for key, v in row.items()}
+        if scores is not None:
+            estimates = {m: stats.bootstrap(v, labels, resamples=resamples) for m, v in scores.items()}
+            methods[name]["ci"] = {m: list(e.ci) for m, e in estimates.items()}
+            items[name] = {m: v.tolist() for m, v in scores.items()}
+    intervals_info = {
+        "method": "cluster bootstrap over connected components of the neighbour matrix, percentile",
+        "level": stats.LEVEL,
+        "resamples": resamples,
+        "clusters": int(labels.max() + 1),
+        "seeds": 1,
+        "conditional_on_seed": True,
+    }
     return {
         "split": split.split,
         "root": str(split.root),
@@ -144,6 +171,7 @@ def evaluate_methods(
         "K": K,
         "options": {"reduce": reduce, "all_predictions": all_predictions},
         "methods": methods,
+        **({"items": items, "intervals": intervals_info} if intervals else {}),
     }
 
 
@@ -171,14 +199,68 @@ def markdown_table(
     head = [first_header] + [LABELS.get(c, c) + arrows[BETTER.get(c)] for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
     for name, row in rows.items():
-        cells = [f"{row[c]:.{digits}f}" if c in row else "–" for c in columns]
+        cells = [_cell(row, c, digits) for c in columns]
         lines.append("| " + " | ".join([name] + cells) + " |")
     return "\n".join(lines)
 
 
+def provenance(configs: Mapping[str, object], seeds: Sequence[int], data_root: str | Path) -> dict:
+    """Where a results table comes from: code commit, config hash, world generator, seeds, torch, date.
+
+    Args:
+        configs: the plain configs the results depend on (e.g. ``{"stage1": ..., "stage2": ...}``).
+        seeds: the training/sampling seeds. data_root: the evaluated dataset.
+    """
+    import torch
+
+    from .data.synthetic import read_manifest
+
+    repo = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repo)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "reactdiff_lite", "configs"], capture_output=True, text=True
+    ).stdout.strip()
+    manifest = read_manifest(data_root) or {}
+    text = json.dumps(configs, sort_keys=True, default=str)
+    return {
+        "commit": (commit or "unknown") + (" (uncommitted changes)" if dirty else ""),
+        "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],
+        "generator_version": manifest.get("generator_version", "real data"),
+        "seeds": list(seeds),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    }
+
+
+def provenance_markdown(info: Mapping) -> str:
+    """One line under a results table."""
+    return (
+        f"Provenance: commit {info['commit']}, config {info['config_hash']}, world generator "
+        f"{info['generator_version']}, seeds {info['seeds']}, torch {info['torch']}, {info['date']}."
+    )
+
+
+def _cell(row: Mapping, column: str, digits: int) -> str:
+    """``value`` or ``value [lo, hi]`` when the row carries an interval for the column."""
+    if column not in row:
+        return "–"
+    interval = row.get("ci", {}).get(column)
+    value = f"{row[column]:.{digits}f}"
+    return value if interval is None else f"{value} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
 def results_markdown(results: dict, digits: int = 4) -> str:
-    """The table of :func:`evaluate_methods` results: one row per method, one column per metric."""
-    return markdown_table(results["methods"], digits=digits)
+    """The table of :func:`evaluate_methods` results: one row per method, one column per metric,
+    with the 95 % interval in brackets where there is one (and a line saying what it means)."""
+    table = markdown_table(results["methods"], digits=digits)
+    info = results.get("intervals")
+    if not info:
+        return table
+    return (
+        f"{table}\n\n[lo, hi]: 95 % {info['method']} ({info['clusters']} clusters, {info['resamples']} "
+        "resamples); conditional on one training seed (retraining moves the numbers too)."
+    )
 
 
 def cli_evaluate(args) -> int:

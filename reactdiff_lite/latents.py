@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 
 from reactdiff_lite.config import TrainConfig, from_dict
+from reactdiff_lite.metrics import binarize_au
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
-from reactdiff_lite.schema import AU
 from reactdiff_lite.utils import resolve_device
 from reactdiff_lite.windows import PersonSource, rows_and_frames, take_windows
 
@@ -36,8 +36,12 @@ if TYPE_CHECKING:
 def model_modalities(autoencoder: ReactionAutoencoder) -> tuple[str, ...]:
     """The person keys the autoencoder reads (and the 3DMM it reconstructs)."""
     enc = autoencoder.cfg.encoder
-    wanted = {"emotion": True, "tdmm": enc.tdmm or autoencoder.cfg.tdmm_weight > 0, "audio": enc.audio,
-              "frames": enc.video}
+    wanted = {
+        "emotion": True,
+        "tdmm": enc.tdmm or autoencoder.cfg.tdmm_weight > 0,
+        "audio": enc.audio,
+        "frames": enc.video,
+    }
     return tuple(key for key, on in wanted.items() if on)
 
 
@@ -118,20 +122,24 @@ class ReactionModel:
         lead, (T, Dz) = latent.shape[:-2], latent.shape[-2:]
         flat = latent.reshape(-1, T, Dz)
         ae = self.autoencoder
-        outs = [ae.decode(ae.normalizer.denormalize(flat[i : i + batch_size].to(self.device)))
-                for i in range(0, flat.shape[0], batch_size)]
+        outs = [
+            ae.decode(ae.normalizer.denormalize(flat[i : i + batch_size].to(self.device)))
+            for i in range(0, flat.shape[0], batch_size)
+        ]
         emotion = torch.cat([o["emotion"] for o in outs]).float().cpu()  # (B, T, 25)
         tdmm = torch.cat([o["tdmm"] for o in outs]).float().cpu()  # (B, T, 58)
         if self.config.sample.binarize_au:
-            emotion[..., AU] = (emotion[..., AU] > 0.5).float()
+            emotion = binarize_au(emotion)
         return {"emotion": emotion.reshape(*lead, T, -1), "tdmm": tdmm.reshape(*lead, T, -1)}
 
 
 def read_training_config(path: str | Path, payload: Mapping) -> TrainConfig:
     """The ``TrainConfig`` a training checkpoint was written with (``config.stage_dict``)."""
     if "stage" not in payload["config"]:
-        raise ckpt.CheckpointError(f"checkpoint {path} holds no training config: it was not written by "
-                                   "reactdiff_lite.train; pass a best.pt/last.pt of a training run")
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} holds no training config: it was not written by "
+            "reactdiff_lite.train; pass a best.pt/last.pt of a training run"
+        )
     return from_dict(TrainConfig, payload["config"], f"checkpoint {path}:")
 
 
@@ -144,9 +152,11 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> R
     payload = ckpt.read_checkpoint(checkpoint)
     cfg = read_training_config(checkpoint, payload)
     if cfg.stage != 2:
-        raise ckpt.CheckpointError(f"checkpoint {checkpoint} is a stage-{cfg.stage} checkpoint; sampling needs the "
-                                   "best.pt of a stage-2 run (python -m reactdiff_lite train --config "
-                                   "configs/stage2_default.yaml)")
+        raise ckpt.CheckpointError(
+            f"checkpoint {checkpoint} is a stage-{cfg.stage} checkpoint; sampling needs the "
+            "best.pt of a stage-2 run (python -m reactdiff_lite train --config "
+            "configs/stage2_default.yaml)"
+        )
     autoencoder, diffusion = ReactionAutoencoder(cfg.autoencoder), LatentDiffusion(cfg.diffusion)
     weights = "diffusion_ema" if "diffusion_ema" in payload["modules"] else "diffusion"
     ckpt.load_modules(checkpoint, {"autoencoder": autoencoder}, payload)

@@ -286,16 +286,20 @@ def frdiv_items(pred) -> np.ndarray:
     return out / (K * (K - 1) * T * D)
 
 
-def item_scores(pred, listener, neighbours, *, reduce: str = "sum", groups=None,
-                threads: int | None = None) -> dict[str, np.ndarray]:
+def item_scores(
+    pred, listener, neighbours, *, reduce: str = "sum", groups=None, progress: bool = False, threads: int | None = None
+) -> dict[str, np.ndarray]:
     """Per-item FRCorr, FRDist and FRDiv, (N,) each: their means are the metrics.
 
     What confidence intervals resample (``reactdiff_lite.stats``). FRVar, FRDvs and FRSyn
     are not means of per-item terms (FRDvs compares items), so they have no per-item form.
     """
-    return {"FRCorr": _per_item(frcorr_table(pred, listener, neighbours), reduce),
-            "FRDist": _per_item(frdist_table(pred, listener, neighbours, groups=groups, threads=threads), reduce),
-            "FRDiv": frdiv_items(pred)}
+    table = frdist_table(pred, listener, neighbours, groups=groups, progress=progress, threads=threads)
+    return {
+        "FRCorr": _per_item(frcorr_table(pred, listener, neighbours), reduce),
+        "FRDist": _per_item(table, reduce),
+        "FRDiv": frdiv_items(pred),
+    }
 
 
 def frdvs(pred) -> float:
@@ -364,6 +368,17 @@ def frsyn(
 
 
 # ----------------------------------------------------------------------------- realism
+def binarize_au(emotion):
+    """A copy of emotion rows (..., 25), numpy or torch, with the 15 AU probabilities turned
+    into occurrences: 1 where p > 0.5, else 0 (the official evaluation's ``--binarize``).
+
+    The data's AUs are binary; soft probabilities shrink DTW costs and never trip FRSyn's
+    constant-channel rule, so a model is scored both ways."""
+    out = emotion.clone() if hasattr(emotion, "clone") else np.array(emotion, copy=True)
+    out[..., AU] = (out[..., AU] > 0.5) * 1.0
+    return out
+
+
 def frechet_distance(real, fake) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (as in FID).
 
@@ -424,9 +439,10 @@ def evaluate(
     groups=None,
     realism: bool = False,
     window: int = 5,
+    per_item: bool = False,
     progress: bool = False,
     threads: int | None = None,
-) -> dict[str, float]:
+) -> dict:
     """All six REACT metrics, official definitions by default.
 
     Args:
@@ -437,6 +453,8 @@ def evaluate(
         all_predictions: FRSyn over all K predictions instead of the first (official).
         groups: DTW groups, see :func:`frdist`.
         realism: also return ``FRRea_proxy`` (:func:`realism_proxy`).
+        per_item: also return ``"per_item"``: ``{"FRCorr", "FRDist", "FRDiv"}`` (N,) arrays whose
+            means are the metrics (see :func:`item_scores`), from the same DTW run.
         progress: tqdm bar for the DTW part; threads: worker threads (default
             :func:`~reactdiff_lite.kernels.default_threads`).
 
@@ -447,14 +465,15 @@ def evaluate(
     L = checked_people(listener, "listener", p)
     S = checked_people(speaker, "speaker", p)
     A = checked_neighbours(neighbours, p.shape[0])
-    out = {
-        "FRCorr": frcorr(p, L, A, reduce=reduce),
-        "FRDist": frdist(p, L, A, reduce=reduce, groups=groups, progress=progress, threads=threads),
-        "FRDiv": frdiv(p),
+    items = item_scores(p, L, A, reduce=reduce, groups=groups, progress=progress, threads=threads)
+    out: dict = {
+        **{name: float(values.mean()) for name, values in items.items()},
         "FRVar": frvar(p),
         "FRDvs": frdvs(p),
         "FRSyn": frsyn(p, S, all_predictions=all_predictions, threads=threads),
     }
     if realism:
         out["FRRea_proxy"] = realism_proxy(p, L, window=window)
+    if per_item:
+        out["per_item"] = items
     return out

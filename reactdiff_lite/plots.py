@@ -140,13 +140,13 @@ def plot_losses(runs: Mapping[str, list[dict]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 3.4), squeeze=False)
-    for ax, (title, records) in zip(axes[0], runs.items()):
+    for ax, (title, records) in zip(axes[0], runs.items(), strict=True):
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
         if train:
-            ax.plot(*zip(*train), lw=0.8, label="train (batch)")
+            ax.plot(*zip(*train, strict=True), lw=0.8, label="train (batch)")
         if val:
-            ax.plot(*zip(*val), "o-", ms=3, label="val (EMA weights)")
+            ax.plot(*zip(*val, strict=True), "o-", ms=3, label="val (EMA weights)")
         ax.set(title=title, xlabel="optimiser step", ylabel="loss", yscale="log")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -164,8 +164,12 @@ def reaction_faces(emotion: np.ndarray, tdmm: np.ndarray | None, labels: list[st
     return fig
 
 
-CURVE_ROWS = (("valence", VA.start), ("arousal", VA.start + 1), ("AU12 (smile)", AU_NAMES.index("AU12")),
-              ("AU25 (lips part)", AU_NAMES.index("AU25")))
+CURVE_ROWS = (
+    ("valence", VA.start),
+    ("arousal", VA.start + 1),
+    ("AU12 (smile)", AU_NAMES.index("AU12")),
+    ("AU25 (lips part)", AU_NAMES.index("AU25")),
+)
 
 
 def reaction_curves(speaker: np.ndarray, listener: np.ndarray, generated: np.ndarray, fps: int = FPS):
@@ -188,8 +192,9 @@ def reaction_curves(speaker: np.ndarray, listener: np.ndarray, generated: np.nda
             axes[r, 1].plot(t, generated[:, :, d].mean(0), color="tab:red", lw=1, label="share of K on")
         axes[r, 1].plot(t, listener[:, d], color="black", lw=1, label="real listener")
     axes[0, 0].set_title("speaker", fontsize=9)
-    axes[0, 1].set_title(f"listener: {len(generated)} generated reactions (orange) and the real one (black)",
-                         fontsize=9)
+    axes[0, 1].set_title(
+        f"listener: {len(generated)} generated reactions (orange) and the real one (black)", fontsize=9
+    )
     for ax in axes[-1]:
         ax.set_xlabel("time (s)")
     axes[2, 1].legend(fontsize=7, loc="upper right")
@@ -205,8 +210,13 @@ def diversity_curve(curve: Mapping) -> object:
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.plot(steps, [curve[s]["FRDiv"] for s in steps], "o-", color="tab:orange", label="FRDiv (diversity)")
     ax2 = ax.twinx()
-    ax2.plot(steps, [curve[s]["FRCorr_per_reaction"] for s in steps], "s--", color="tab:blue",
-             label="FRCorr / K (appropriateness)")
+    ax2.plot(
+        steps,
+        [curve[s]["FRCorr_per_reaction"] for s in steps],
+        "s--",
+        color="tab:blue",
+        label="FRCorr / K (appropriateness)",
+    )
     if "oracle" in curve:
         oracle = curve["oracle"]
         ax.axhline(oracle["FRDiv"], color="tab:orange", lw=0.8, ls=":", label="Oracle FRDiv")
@@ -215,8 +225,9 @@ def diversity_curve(curve: Mapping) -> object:
     ax.set_xticks(steps, [str(s) for s in steps])
     ax2.set_ylabel("FRCorr / K")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center",
-              bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.legend(
+        lines, [line.get_label() for line in lines], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2
+    )
     ax.set_title("diversity and appropriateness vs DDIM steps (test subset)", fontsize=9)
     fig.tight_layout()
     return fig

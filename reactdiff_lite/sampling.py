@@ -43,10 +43,20 @@ __all__ = ["ReactionModel", "load_model", "generate", "save_predictions", "cli_s
 
 
 @torch.no_grad()
-def generate(model: ReactionModel, speaker: Mapping[str, Tensor] | Tensor, k: int = 10, *,
-             steps: int | None = None, eta: float | None = None, guidance: float | None = None,
-             sampler: str | None = None, online: bool = False, seed: int = 0, batch_size: int = 256,
-             progress: bool = False) -> dict[str, Tensor]:
+def generate(
+    model: ReactionModel,
+    speaker: Mapping[str, Tensor] | Tensor,
+    k: int = 10,
+    *,
+    steps: int | None = None,
+    eta: float | None = None,
+    guidance: float | None = None,
+    sampler: str | None = None,
+    online: bool = False,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, Tensor]:
     """Generate ``k`` listener reactions for each of N speakers.
 
     Args:
@@ -76,23 +86,31 @@ def generate(model: ReactionModel, speaker: Mapping[str, Tensor] | Tensor, k: in
         raise ValueError(f"speaker latents have shape {tuple(latent.shape)}, expected (N, T, {den.latent_dim})")
     N, T, Dz = latent.shape
     windows = -(-T // W)
-    rows = latent.repeat_interleave(k, dim=0)                          # (N k, T, Dz), speaker-major
-    out = torch.zeros(N * k, windows * W, Dz)                          # generated latents
+    rows = latent.repeat_interleave(k, dim=0)  # (N k, T, Dz), speaker-major
+    out = torch.zeros(N * k, windows * W, Dz)  # generated latents
     batches = range(0, N * k, batch_size)
     bar = tqdm(total=len(batches) * windows, desc="sampling", disable=not progress, leave=False)
     for b, first in enumerate(batches):
         g = torch.Generator(model.device).manual_seed(derive_seed(seed, b))
-        spk = rows[first:first + batch_size].to(model.device)         # (B, T, Dz)
+        spk = rows[first : first + batch_size].to(model.device)  # (B, T, Dz)
         gen = torch.zeros(spk.shape[0], windows * W, Dz, device=model.device)
         hide = torch.full((spk.shape[0],), online, dtype=torch.bool, device=model.device)
         for w in range(windows):
             start = torch.full((spk.shape[0],), w * W, dtype=torch.long, device=model.device)
             context, mask, prev = window_condition(spk, gen, start, W, P, F, hide)
-            gen[:, w * W:(w + 1) * W] = model.diffusion.sample(
-                context, mask, prev, steps=steps, eta=eta, guidance=guidance, spacing=opts.spacing,
-                sampler=sampler, generator=g)                          # (B, W, Dz)
+            gen[:, w * W : (w + 1) * W] = model.diffusion.sample(
+                context,
+                mask,
+                prev,
+                steps=steps,
+                eta=eta,
+                guidance=guidance,
+                spacing=opts.spacing,
+                sampler=sampler,
+                generator=g,
+            )  # (B, W, Dz)
             bar.update()
-        out[first:first + batch_size] = gen.float().cpu()
+        out[first : first + batch_size] = gen.float().cpu()
     bar.close()
     out = out[:, :T].reshape(N, k, T, Dz)
     return {**model.decode(out), "latent": out}
@@ -100,20 +118,31 @@ def generate(model: ReactionModel, speaker: Mapping[str, Tensor] | Tensor, k: in
 
 # ----------------------------------------------------------------------------- CLI
 
+
 def cli_sample(args) -> int:
     """``python -m reactdiff_lite sample --checkpoint CKPT --data DIR --split test --k 10 --out preds.npz``."""
     from reactdiff_lite.data.cache import load_split
 
     model = load_model(args.checkpoint, args.device)
-    split = load_split(args.data, args.split, frame_size=model.config.data.frame_size,
-                       modalities=model_modalities(model.autoencoder))
+    split = load_split(
+        args.data, args.split, frame_size=model.config.data.frame_size, modalities=model_modalities(model.autoencoder)
+    )
     speaker = model.speaker_latents(split)
-    pred = generate(model, speaker, args.k, steps=args.steps, eta=args.eta, guidance=args.guidance,
-                    online=args.online, seed=args.seed, progress=True)
+    pred = generate(
+        model,
+        speaker,
+        args.k,
+        steps=args.steps,
+        eta=args.eta,
+        guidance=args.guidance,
+        online=args.online,
+        seed=args.seed,
+        progress=True,
+    )
     save_predictions(args.out, pred)
-    N, K, T = pred["emotion"].shape[:3]
-    print(f"wrote {args.out}: emotion ({N}, {K}, {T}, 25), tdmm ({N}, {K}, {T}, 58) "
-          f"for the {args.split} split of {args.data} ({'online' if args.online else 'offline'})")
+    shapes = ", ".join(f"{key} {tuple(pred[key].shape)}" for key in ("emotion", "tdmm"))
+    mode = "online" if args.online else "offline"
+    print(f"wrote {args.out}: {shapes} for the {args.split} split of {args.data} ({mode})")
     return 0
 
 
@@ -125,4 +154,5 @@ def save_predictions(path: str | Path, pred: Mapping[str, Tensor]) -> Path:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
     return atomic_write(path, write)

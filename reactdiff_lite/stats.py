@@ -82,8 +82,9 @@ def _resampled_means(values: np.ndarray, labels: np.ndarray, resamples: int, see
     return sums[draws].sum(1) / sizes[draws].sum(1)
 
 
-def bootstrap(scores: np.ndarray, labels: np.ndarray, *, resamples: int = RESAMPLES, level: float = LEVEL,
-              seed: int = 0) -> Estimate:
+def bootstrap(
+    scores: np.ndarray, labels: np.ndarray, *, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0
+) -> Estimate:
     """Mean and percentile CI of per-item scores under a cluster bootstrap.
 
     Args:
@@ -100,8 +101,9 @@ def bootstrap(scores: np.ndarray, labels: np.ndarray, *, resamples: int = RESAMP
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     seed_std = float(s.mean(1).std(ddof=1)) if len(s) > 1 else None
-    return Estimate(float(values.mean()), (float(lo), float(hi)), len(s), seed_std,
-                    int(np.unique(labels).size), resamples)
+    return Estimate(
+        float(values.mean()), (float(lo), float(hi)), len(s), seed_std, int(np.unique(labels).size), resamples
+    )
 
 
 def paired(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, **options) -> Estimate:

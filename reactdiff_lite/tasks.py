@@ -74,8 +74,9 @@ def load_training_split(cfg: TrainConfig, split: str, modalities: tuple[str, ...
     """The ``SplitData`` of ``split`` with the modalities a model reads."""
     from reactdiff_lite.data.cache import load_split
 
-    return load_split(cfg.data.root, split, frame_size=cfg.data.frame_size, cache_dir=cfg.data.cache_dir,
-                      modalities=modalities)
+    return load_split(
+        cfg.data.root, split, frame_size=cfg.data.frame_size, cache_dir=cfg.data.cache_dir, modalities=modalities
+    )
 
 
 def val_windows(n_items: int, frames: int, window: int, limit: int) -> tuple[Tensor, Tensor]:
@@ -107,13 +108,16 @@ class Stage1Task:
         self.val_split = load_training_split(cfg, "val", mods)
         self.window = cfg.data.window
         if self.window > self.train_split.n_frames:
-            raise ConfigError(f"data.window={self.window} is longer than the clips ({self.train_split.n_frames} frames)")
+            raise ConfigError(
+                f"data.window={self.window} is longer than the clips ({self.train_split.n_frames} frames)"
+            )
         if "tdmm" in mods:
             self.net.fit_tdmm_statistics(self.train_split.tdmm)
         self.net.to(device)
         self.objective = Objective(self.net, lambda net, b, g: net.loss(b, g))
-        self.val_items, self.val_starts = val_windows(len(self.val_split.clip_ids), self.val_split.n_frames,
-                                                      self.window, cfg.run.val_windows)
+        self.val_items, self.val_starts = val_windows(
+            len(self.val_split.clip_ids), self.val_split.n_frames, self.window, cfg.run.val_windows
+        )
 
     def batch(self, generator: torch.Generator, size: int) -> dict[str, Tensor]:
         clips = torch.randint(0, len(self.train_split.clip_ids), (size,), generator=generator)
@@ -166,11 +170,16 @@ def resolve_stage2(cfg: TrainConfig, stage1_config: Mapping[str, Any], where: st
     chunk = cfg.stage2.encode_chunk or stage1_config.get("data", {}).get("window", cfg.data.window)
     denoiser = dataclasses.replace(cfg.diffusion.denoiser, latent_dim=autoencoder.latent_dim)
     if denoiser.window % chunk:
-        raise ConfigError(f"diffusion.denoiser.window={denoiser.window} must be a multiple of the encoding chunk "
-                          f"{chunk} (stage-1 window), or online mode would see the future")
-    return dataclasses.replace(cfg, autoencoder=autoencoder,
-                               diffusion=dataclasses.replace(cfg.diffusion, denoiser=denoiser),
-                               stage2=dataclasses.replace(cfg.stage2, encode_chunk=chunk))
+        raise ConfigError(
+            f"diffusion.denoiser.window={denoiser.window} must be a multiple of the encoding chunk "
+            f"{chunk} (stage-1 window), or online mode would see the future"
+        )
+    return dataclasses.replace(
+        cfg,
+        autoencoder=autoencoder,
+        diffusion=dataclasses.replace(cfg.diffusion, denoiser=denoiser),
+        stage2=dataclasses.replace(cfg.stage2, encode_chunk=chunk),
+    )
 
 
 class Stage2Task:
@@ -183,7 +192,8 @@ class Stage2Task:
         if not stage1.is_file():
             raise ckpt.CheckpointError(
                 f"stage-1 checkpoint {stage1} does not exist (stage2.stage1_checkpoint="
-                f"{cfg.stage2.stage1_checkpoint!r} is relative to run.out={cfg.run.out!r}): train stage 1 first")
+                f"{cfg.stage2.stage1_checkpoint!r} is relative to run.out={cfg.run.out!r}): train stage 1 first"
+            )
         payload = ckpt.read_checkpoint(stage1)
         self.cfg = cfg = resolve_stage2(cfg, payload["config"], str(stage1))
         self.device = device

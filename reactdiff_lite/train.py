@@ -16,7 +16,8 @@ probability ``stage2.online_prob``, so one model serves offline and online gener
 
 Optimisation, the same for both stages:
 - AdamW with nanoGPT-style parameter groups (weight decay on matrices only; norms, biases,
-  embeddings and learned tokens are not decayed); learning rate with linear warm-up, then cosine decay to ``min_lr_ratio · lr``:
+  embeddings and learned tokens are not decayed); learning rate with linear warm-up, then
+  cosine decay to ``min_lr_ratio · lr``:
       lr(s) = lr · (s + 1) / warmup                                          s < warmup
       lr(s) = lr · [m + (1 − m) · ½ (1 + cos(π (s − warmup) / (steps − warmup)))]   otherwise
 - gradient clipping of the global norm, gradient accumulation, AMP on CUDA (bf16 where
@@ -25,14 +26,16 @@ Optimisation, the same for both stages:
   ``best.pt`` and sampling use θ̄. Selection is on the **val** split, never test.
 
 Randomness is counter-based: the initial weights, the batch of step s and the noise and
-dropout of its micro-batch c come from generators seeded with (seed, purpose, s, c). So ``--resume`` continues exactly,
-and a DDP step on P processes equals a one-process step with P times the accumulation on
-the same global batch (micro-batch c is the same draw wherever it runs).
+dropout of its micro-batch c come from generators seeded with (seed, ``utils.Seed`` purpose,
+s, c). So ``--resume`` continues exactly, and a DDP step on P processes equals a one-process
+step with P times the accumulation on the same global batch (micro-batch c is the same
+draw wherever it runs).
 
 What each stage trains on lives in ``reactdiff_lite.tasks``; this module is the loop:
-restore, one optimisation step, evaluate-and-save. A run directory holds ``last.pt`` (every ``run.ckpt_every`` steps and at the end; written
-atomically), ``best.pt`` (lowest val loss), ``log.jsonl``, ``loss.png`` and, in stage 2,
-``latents.pt`` (the cached normalised latents).
+restore, one optimisation step, evaluate-and-save. A run directory holds ``last.pt``
+(every ``run.ckpt_every`` steps and at the end; written atomically), ``best.pt`` (lowest
+val loss), ``log.jsonl``, ``loss.png`` and, in stage 2, ``latents.pt`` (the cached
+normalised latents).
 
 Several GPUs: ``torchrun --nproc_per_node=4 -m reactdiff_lite train --config CONFIG``; each
 process takes its slice of every global batch (``optim.batch_size`` windows), DDP averages
@@ -88,7 +91,7 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))  # short warm-up of the average
         ema, live = list(self.module.parameters()), list(module.parameters())
         torch._foreach_lerp_(ema, [p.detach() for p in live], 1 - d)  # θ̄ ← d θ̄ + (1 − d) θ
-        for b_ema, b in zip(self.module.buffers(), module.buffers()):
+        for b_ema, b in zip(self.module.buffers(), module.buffers(), strict=True):
             b_ema.copy_(b)
 
 
@@ -134,8 +137,10 @@ def _ensure_data(cfg: TrainConfig, proc: ProcessInfo) -> None:
             ensure_dataset(root, cfg.data.preset, cfg.data.seed)
         proc.barrier()
     if not root.is_dir():
-        raise ConfigError(f"data.root {root} does not exist: point data.root at a REACT-format folder, "
-                          "or set data.preset to generate the dyadic world there")
+        raise ConfigError(
+            f"data.root {root} does not exist: point data.root at a REACT-format folder, "
+            "or set data.preset to generate the dyadic world there"
+        )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -172,8 +177,11 @@ class Trainer:
         extra: dict[str, Any] = {"step": self.step, "best_val": self.best_val, "stage": self.cfg.stage}
         if live:
             modules = {**modules, name: net, f"{name}_ema": ema}
-            extra |= {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                      "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
+            extra |= {
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            }
         ckpt.save_checkpoint(path, modules, self.task.config(), **extra)
 
     def restore(self) -> None:
@@ -193,29 +201,31 @@ class Trainer:
 
     def optimisation_step(self, objective: nn.Module) -> dict[str, Any]:
         """One optimiser step over the global batch of this step; returns its log values."""
-        o, proc, seed = self.cfg.optim, self.proc, self.cfg.run.seed
-        micro = o.batch_size // (proc.world * o.grad_accum)
-        batch = self.task.batch(torch.Generator().manual_seed(derive_seed(seed, Seed.BATCH, self.step)), o.batch_size)
+        optim, proc, seed = self.cfg.optim, self.proc, self.cfg.run.seed
+        micro = optim.batch_size // (proc.world * optim.grad_accum)
+        batch = self.task.batch(
+            torch.Generator().manual_seed(derive_seed(seed, Seed.BATCH, self.step)), optim.batch_size
+        )
         self.optimizer.zero_grad(set_to_none=True)
         losses, logs = [], {}
-        for a in range(o.grad_accum):
-            c = proc.rank * o.grad_accum + a  # this micro-batch's place in the global batch
+        for a in range(optim.grad_accum):
+            c = proc.rank * optim.grad_accum + a  # this micro-batch's place in the global batch
             part = {k: v[c * micro : (c + 1) * micro].to(self.device, non_blocking=True) for k, v in batch.items()}
             g = torch.Generator(self.device).manual_seed(derive_seed(seed, Seed.NOISE, self.step, c))
-            sync = a == o.grad_accum - 1 or proc.world == 1
+            sync = a == optim.grad_accum - 1 or proc.world == 1
             with nullcontext() if sync else objective.no_sync(), torch.random.fork_rng(devices=self.cuda_devices):
                 torch.manual_seed(derive_seed(seed, Seed.DROPOUT, self.step, c))  # dropout, counter-based too
                 with self.autocast():
                     loss, parts = objective(part, g)
-                scaled = loss / o.grad_accum
+                scaled = loss / optim.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             losses.append(loss.detach().float())
             for k, v in parts.items():
-                logs[k] = logs.get(k, 0.0) + v / o.grad_accum
+                logs[k] = logs.get(k, 0.0) + v / optim.grad_accum
         loss = proc.mean(torch.stack(losses).mean())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        clip = o.grad_clip if o.grad_clip > 0 else math.inf
+        clip = optim.grad_clip if optim.grad_clip > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(self.task.net.parameters(), clip)
         self._check_finite(loss, grad_norm)
         if self.scaler is not None:
@@ -226,19 +236,28 @@ class Trainer:
         self.schedule.step()
         self.ema.update(self.task.net, self.step)
         self.step += 1
-        return {"loss": float(loss), "lr": self.schedule.get_last_lr()[0], "grad_norm": float(grad_norm),
-                **{k: round(v, 6) for k, v in logs.items()}}
+        return {
+            "loss": float(loss),
+            "lr": self.schedule.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            **{k: round(v, 6) for k, v in logs.items()},
+        }
 
     def _check_finite(self, loss: Tensor, grad_norm: Tensor) -> None:
         if torch.isfinite(loss) and (self.scaler is not None or torch.isfinite(grad_norm)):
             return
         last = self.run / "last.pt"
         what, value = ("loss", loss) if not torch.isfinite(loss) else ("gradient norm", grad_norm)
-        kept = (f"the last good checkpoint {last} (step {torch.load(last, weights_only=True)['extra']['step']})"
-                if last.exists() else "no checkpoint (none was written yet)")
-        raise TrainingDiverged(f"stage-{self.cfg.stage} training stopped at step {self.step + 1}: the {what} is "
-                               f"{float(value)}. Kept {kept}. Try a lower optim.lr (now {self.cfg.optim.lr}) "
-                               "or check the data.")
+        kept = (
+            f"the last good checkpoint {last} (step {torch.load(last, weights_only=True)['extra']['step']})"
+            if last.exists()
+            else "no checkpoint (none was written yet)"
+        )
+        raise TrainingDiverged(
+            f"stage-{self.cfg.stage} training stopped at step {self.step + 1}: the {what} is "
+            f"{float(value)}. Kept {kept}. Try a lower optim.lr (now {self.cfg.optim.lr}) "
+            "or check the data."
+        )
 
     def evaluate_and_save(self) -> dict[str, Any]:
         """Val loss of the EMA weights; a new best is saved as ``best.pt``."""
@@ -260,17 +279,21 @@ def _build(cfg: TrainConfig, proc: ProcessInfo) -> Trainer:
         torch.cuda.set_device(device)  # NCCL collectives run on the current device
     Path(cfg.run.out).mkdir(parents=True, exist_ok=True)
     _ensure_data(cfg, proc)
-    o: OptimConfig = cfg.optim
-    if o.batch_size % (proc.world * o.grad_accum):
-        raise ConfigError(f"optim.batch_size={o.batch_size} must be divisible by processes × grad_accum = "
-                          f"{proc.world * o.grad_accum}")
+    optim: OptimConfig = cfg.optim
+    if optim.batch_size % (proc.world * optim.grad_accum):
+        raise ConfigError(
+            f"optim.batch_size={optim.batch_size} must be divisible by processes × grad_accum = "
+            f"{proc.world * optim.grad_accum}"
+        )
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(cfg.run.seed, Seed.INIT))  # the initial weights
         task = make_task(cfg, device, proc)
-    optimizer = torch.optim.AdamW(parameter_groups(task.net, o.weight_decay), lr=o.lr, betas=o.betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, o.warmup, o.steps, o.min_lr_ratio))
-    autocast, scaler = _amp(device, o.amp)
-    return Trainer(cfg, task, proc, device, optimizer, schedule, EMA(task.net, o.ema), scaler, autocast)
+    optimizer = torch.optim.AdamW(parameter_groups(task.net, optim.weight_decay), lr=optim.lr, betas=optim.betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, optim.warmup, optim.steps, optim.min_lr_ratio)
+    )
+    autocast, scaler = _amp(device, optim.amp)
+    return Trainer(cfg, task, proc, device, optimizer, schedule, EMA(task.net, optim.ema), scaler, autocast)
 
 
 def _loop(trainer: Trainer, resume: bool) -> Path:
@@ -286,8 +309,13 @@ def _loop(trainer: Trainer, resume: bool) -> Path:
     if proc.main:
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
     steps, every = cfg.optim.steps, cfg.run
-    bar = tqdm(total=steps, initial=trainer.step, desc=f"stage {cfg.stage}", dynamic_ncols=True,
-               disable=not (every.progress and proc.main))
+    bar = tqdm(
+        total=steps,
+        initial=trainer.step,
+        desc=f"stage {cfg.stage}",
+        dynamic_ncols=True,
+        disable=not (every.progress and proc.main),
+    )
     trainer.task.net.train()
     with open(log_path, "a") if proc.main else nullcontext() as log:
         while trainer.step < steps:

@@ -6,9 +6,10 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reactdiff_lite.cli import main
+from reactdiff_lite.cli import build_parser, error_line, main
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE1_CONFIG = ROOT / "configs" / "stage1_smoke.yaml"
@@ -149,3 +149,17 @@ def test_module_prints_one_line_and_debug_the_traceback(tmp_path):
     debug = run_module("--debug", *sample_args(missing, tmp_path))
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr, debug.stderr
     assert str(missing) in debug.stderr.splitlines()[-1]
+
+
+def test_debug_flag_before_or_after_the_command():
+    parse = build_parser().parse_args
+    assert not parse(["data", "check", "--root", "x"]).debug
+    assert parse(["--debug", "data", "check", "--root", "x"]).debug
+    assert parse(["data", "check", "--root", "x", "--debug"]).debug
+
+
+def test_a_long_message_keeps_its_first_line():
+    err = ValueError("3 missing files in root/test:\n  a.csv\n  b.wav")
+    assert error_line("data check", err) == (
+        "reactdiff_lite data check: error: 3 missing files in root/test: (+2 more lines: rerun with --debug)"
+    )

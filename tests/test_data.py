@@ -303,7 +303,7 @@ def _clip(root: Path, split: str = "test", n: int = 0, modality: str = "emotion"
 
 
 def _expect_problem(root: Path, needle: str, *names: str) -> str:
-    """``check`` reports the problem naming the files, the CLI exits 1, loading raises."""
+    """``check`` reports the problem naming the files, the CLI raises it, loading raises."""
     summary = check(root, "test")
     assert not summary["ok"]
     hits = [p for p in summary["problems"] if needle in p]
@@ -316,7 +316,8 @@ def _expect_problem(root: Path, needle: str, *names: str) -> str:
 
     args = Args()
     args.root, args.split = str(root), "test"
-    assert checks.cli_check(args) == 1
+    with pytest.raises(DataError, match="problem"):
+        checks.cli_check(args)
     with pytest.raises(DataError) as err:
         load_split(root, "test", cache_dir=False)
     return str(err.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reactdiff_lite import stats
 from reactdiff_lite.baselines import BASELINES, nearest_speakers, predict_baseline
 from reactdiff_lite.cli import main
 from reactdiff_lite.data.cache import load_split
@@ -79,6 +80,24 @@ def test_baselines_rank_as_expected(splits):
     assert res["B_MeanFr"]["FRVar"] == res["B_MeanFr"]["FRDvs"] == res["B_MeanSeq"]["FRDiv"] == 0
     assert res["B_Random"]["FRDiv"] == pytest.approx(1 / 6, rel=0.02)
     assert res["Oracle"]["FRDiv"] > 0 and res["NN"]["FRDiv"] > 0
+
+
+def test_intervals_are_cluster_bootstraps_of_the_per_item_scores(splits):
+    train, test = splits
+    preds = {name: predict_baseline(name, train, test, k=3) for name in ("B_Random", "Oracle", "GT")}
+    table = evaluate_methods(preds, test, realism=False, resamples=500)
+    clusters = stats.clusters(test.neighbours)
+    assert table["intervals"]["clusters"] == clusters.max() + 1 < len(test)  # sets, not items
+    for name, row in table["methods"].items():
+        for metric in ("FRCorr", "FRDist", "FRDiv"):
+            scores = np.array(table["items"][name][metric])
+            assert scores.shape == (len(test),) and scores.mean() == pytest.approx(row[metric], rel=1e-12)
+            lo, hi = row["ci"][metric]
+            assert lo <= row[metric] <= hi
+            assert (lo, hi) == tuple(stats.bootstrap(scores, clusters, resamples=500).ci)
+    assert table["methods"]["GT"]["ci"]["FRDist"] == [0.0, 0.0]
+    assert "[" in results_markdown(table) and "conditional on one training seed" in results_markdown(table)
+    assert "ci" not in evaluate_methods(preds, test, realism=False, intervals=False)["methods"]["GT"]
 
 
 def test_oracle_and_training_baselines_refuse_what_they_cannot_do(splits, tmp_path):

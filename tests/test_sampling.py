@@ -14,11 +14,11 @@ import torch
 
 from reactdiff_lite.cli import main
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.schema import AU, FE, VA
 from reactdiff_lite.latents import model_modalities
 from reactdiff_lite.sampling import generate, load_model
-from reactdiff_lite.windows import window_condition
+from reactdiff_lite.schema import AU, FE, VA
 from reactdiff_lite.train import load_config, train
+from reactdiff_lite.windows import window_condition
 
 ROOT = Path(__file__).resolve().parents[1]
 W = 50
@@ -29,12 +29,32 @@ def trained(smoke_data, tmp_path_factory):
     world = smoke_data
     runs = tmp_path_factory.mktemp("runs")
     common = [f"data.root={world}", "run.progress=false", "optim.steps=4", "optim.batch_size=8"]
-    train(load_config(ROOT / "configs/stage1_smoke.yaml", common + [
-        f"run.out={runs / 'stage1'}", "autoencoder.latent_dim=8", "autoencoder.encoder.dim=16",
-        "autoencoder.decoder_hidden=16", "autoencoder.encoder.n_mels=16", "autoencoder.mmt.heads=2"]))
-    best = train(load_config(ROOT / "configs/stage2_smoke.yaml", common + [
-        f"run.out={runs / 'stage2'}", "diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1",
-        "diffusion.denoiser.heads=2"]))
+    train(
+        load_config(
+            ROOT / "configs/stage1_smoke.yaml",
+            common
+            + [
+                f"run.out={runs / 'stage1'}",
+                "autoencoder.latent_dim=8",
+                "autoencoder.encoder.dim=16",
+                "autoencoder.decoder_hidden=16",
+                "autoencoder.encoder.n_mels=16",
+                "autoencoder.mmt.heads=2",
+            ],
+        )
+    )
+    best = train(
+        load_config(
+            ROOT / "configs/stage2_smoke.yaml",
+            common
+            + [
+                f"run.out={runs / 'stage2'}",
+                "diffusion.denoiser.dim=16",
+                "diffusion.denoiser.depth=1",
+                "diffusion.denoiser.heads=2",
+            ],
+        )
+    )
     return world, best
 
 
@@ -90,8 +110,16 @@ def test_latent_input_equals_person_input(model, speakers):
     assert torch.equal(a["latent"], b["latent"])
 
 
-@pytest.mark.parametrize("options", [dict(steps=1), dict(steps=5, eta=1.0), dict(guidance=2.0, steps=2),
-                                     dict(sampler="ddpm", steps=4), dict(batch_size=5, steps=2)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(steps=1),
+        dict(steps=5, eta=1.0),
+        dict(guidance=2.0, steps=2),
+        dict(sampler="ddpm", steps=4),
+        dict(batch_size=5, steps=2),
+    ],
+)
 def test_options(model, speakers, options):
     out = generate(model, speakers, k=2, **options)
     assert out["latent"].shape[:2] == (3, 2) and torch.isfinite(out["latent"]).all()
@@ -110,8 +138,8 @@ def _changed_after(person: dict, frame: int, seed: int = 0) -> dict:
     for key, x in person.items():
         x = x.clone()
         scale = 640 if key == "audio" else 1
-        tail = x[:, frame * scale:]
-        x[:, frame * scale:] = torch.rand(tail.shape, generator=g).to(x.dtype) * (2 if key != "emotion" else 1)
+        tail = x[:, frame * scale :]
+        x[:, frame * scale :] = torch.rand(tail.shape, generator=g).to(x.dtype) * (2 if key != "emotion" else 1)
         out[key] = x
     return out
 
@@ -126,7 +154,7 @@ def test_online_window_never_sees_later_speaker_frames(model, speakers, window):
     assert torch.equal(online[0][:, :, :end], online[1][:, :, :end])
     assert not torch.equal(online[0][:, :, end:], online[1][:, :, end:])
     offline = [generate(model, s, k=2, steps=3, online=False)["latent"] for s in (speakers, changed)]
-    assert not torch.equal(offline[0][:, :, window * W:end], offline[1][:, :, window * W:end])
+    assert not torch.equal(offline[0][:, :, window * W : end], offline[1][:, :, window * W : end])
 
 
 def test_window_condition_masks_edges_and_the_online_future():
@@ -134,8 +162,9 @@ def test_window_condition_masks_edges_and_the_online_future():
     speaker = torch.arange(T, dtype=torch.float32)[None, :, None].expand(2, T, Dz) + 1  # frame t holds t + 1
     listener = -speaker
     start = torch.tensor([0, 60])
-    context, mask, prev = window_condition(speaker, listener, start, window=50, before=25, after=25,
-                                           online=torch.tensor([False, True]))
+    context, mask, prev = window_condition(
+        speaker, listener, start, window=50, before=25, after=25, online=torch.tensor([False, True])
+    )
     assert context.shape == (2, 100, Dz) and mask.shape == (2, 100) and prev.shape == (2, 25, Dz)
     # row 0 (offline, first window): frames -25..-1 are outside the clip
     assert not mask[0, :25].any() and mask[0, 25:].all() and (context[0, :25] == 0).all()
@@ -149,8 +178,28 @@ def test_window_condition_masks_edges_and_the_online_future():
 def test_cli_sample_writes_predictions(trained, tmp_path):
     world, best = trained
     out = tmp_path / "preds.npz"
-    assert main(["sample", "--checkpoint", str(best), "--data", str(world), "--split", "test", "--k", "2",
-                 "--out", str(out), "--steps", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(best),
+                "--data",
+                str(world),
+                "--split",
+                "test",
+                "--k",
+                "2",
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with np.load(out) as preds:
         N = len(load_split(world, "test", modalities=("emotion",)).items)
         assert preds["emotion"].shape == (N, 2, 150, 25) and preds["tdmm"].shape == (N, 2, 150, 58)

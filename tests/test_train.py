@@ -15,16 +15,21 @@ import torch
 import torch.multiprocessing as mp
 
 from reactdiff_lite.config import ConfigError
-from reactdiff_lite.utils import UserError
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder, load_checkpoint
 from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train
+from reactdiff_lite.utils import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
-TINY_AE = ["autoencoder.latent_dim=8", "autoencoder.decoder_hidden=16", "autoencoder.encoder.dim=16",
-           "autoencoder.encoder.n_mels=16", "autoencoder.mmt.heads=2"]
+TINY_AE = [
+    "autoencoder.latent_dim=8",
+    "autoencoder.decoder_hidden=16",
+    "autoencoder.encoder.dim=16",
+    "autoencoder.encoder.n_mels=16",
+    "autoencoder.mmt.heads=2",
+]
 TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
 
 
@@ -34,15 +39,39 @@ def world(smoke_data) -> Path:
 
 
 def stage1_cfg(world: Path, out: Path, *extra: str):
-    return load_config(CONFIGS / "stage1_smoke.yaml", [
-        f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
-        "optim.steps=6", "optim.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_AE, *extra])
+    return load_config(
+        CONFIGS / "stage1_smoke.yaml",
+        [
+            f"data.root={world}",
+            f"run.out={out}",
+            "run.progress=false",
+            "run.log_every=1",
+            "optim.steps=6",
+            "optim.batch_size=8",
+            "run.eval_every=3",
+            "run.ckpt_every=3",
+            *TINY_AE,
+            *extra,
+        ],
+    )
 
 
 def stage2_cfg(world: Path, out: Path, *extra: str):
-    return load_config(CONFIGS / "stage2_smoke.yaml", [
-        f"data.root={world}", f"run.out={out}", "run.progress=false", "run.log_every=1",
-        "optim.steps=6", "optim.batch_size=8", "run.eval_every=3", "run.ckpt_every=3", *TINY_DIFF, *extra])
+    return load_config(
+        CONFIGS / "stage2_smoke.yaml",
+        [
+            f"data.root={world}",
+            f"run.out={out}",
+            "run.progress=false",
+            "run.log_every=1",
+            "optim.steps=6",
+            "optim.batch_size=8",
+            "run.eval_every=3",
+            "run.ckpt_every=3",
+            *TINY_DIFF,
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +87,7 @@ def losses(run: Path) -> dict[int, float]:
 
 # ----------------------------------------------------------------------------- configs
 
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_committed_configs_load_and_use_no_absolute_paths(path):
     cfg = load_config(path)
@@ -69,25 +99,37 @@ def test_committed_configs_load_and_use_no_absolute_paths(path):
 
 
 def test_overrides_set_nested_typed_values():
-    cfg = load_config(CONFIGS / "stage1_smoke.yaml", ["optim.lr=1e-4", "optim.steps=7", "autoencoder.encoder.video=true",
-                                                      "run.device=cpu", "data.preset=null", "optim.betas=[0.8, 0.9]"])
+    cfg = load_config(
+        CONFIGS / "stage1_smoke.yaml",
+        [
+            "optim.lr=1e-4",
+            "optim.steps=7",
+            "autoencoder.encoder.video=true",
+            "run.device=cpu",
+            "data.preset=null",
+            "optim.betas=[0.8, 0.9]",
+        ],
+    )
     assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float) and cfg.optim.steps == 7
     assert cfg.autoencoder.encoder.video is True and cfg.run.device == "cpu" and cfg.data.preset is None
     assert cfg.optim.betas == (0.8, 0.9)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("optim.stepz=3", "unknown key(s) ['stepz']"),
-    ("train.steps=3", "section 'train' is now called 'optim'"),
-    ("optim.steps=many", "optim.steps: expected an integer"),
-    ("optim.steps=2.5", "optim.steps: expected an integer"),
-    ("autoencoder.mmt.fusion=sum", "fusion"),
-    ("stage=3", "stage: 3 is not one of [1, 2]"),
-    ("optim.steps", "is not KEY=VALUE"),
-    ("optim.lr.value=1", "'lr' is a value, not a section"),
-    ("optim.batch_size=0", "optim.batch_size=0 must be > 0"),
-    ("diffusion.prediction=v", "do not belong to a stage-1 config"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.stepz=3", "unknown key(s) ['stepz']"),
+        ("train.steps=3", "section 'train' is now called 'optim'"),
+        ("optim.steps=many", "optim.steps: expected an integer"),
+        ("optim.steps=2.5", "optim.steps: expected an integer"),
+        ("autoencoder.mmt.fusion=sum", "fusion"),
+        ("stage=3", "stage: 3 is not one of [1, 2]"),
+        ("optim.steps", "is not KEY=VALUE"),
+        ("optim.lr.value=1", "'lr' is a value, not a section"),
+        ("optim.batch_size=0", "optim.batch_size=0 must be > 0"),
+        ("diffusion.prediction=v", "do not belong to a stage-1 config"),
+    ],
+)
 def test_bad_overrides_name_the_file_and_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(CONFIGS / "stage1_smoke.yaml", [override])
@@ -106,10 +148,11 @@ def test_bad_config_file_errors(tmp_path):
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     f = [lr_factor(s, warmup=10, steps=100, min_ratio=0.1) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] == pytest.approx(0.1, abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- runs
+
 
 def test_stage1_smoke_run_writes_log_figure_and_a_complete_checkpoint(stage1):
     run = stage1.parent
@@ -164,6 +207,7 @@ def _interrupt_at(monkeypatch, task_cls, call: int) -> None:
         if calls["n"] == call:
             raise Interrupt
         return original(self, g, size)
+
     monkeypatch.setattr(task_cls, "batch", batch)
 
 
@@ -211,6 +255,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, tmp_path, monk
         calls["n"] += 1
         value, parts = original(self, person, generator)
         return (value * float("nan") if calls["n"] == 5 else value), parts  # step 5 diverges
+
     monkeypatch.setattr(ReactionAutoencoder, "loss", loss)
     run = tmp_path / "run"
     cfg = stage1_cfg(world, run, "run.ckpt_every=2", "run.eval_every=100")
@@ -225,6 +270,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, tmp_path, monk
 
 # ----------------------------------------------------------------------------- DDP
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,8 +278,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: str, out: str, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     train(stage1_cfg(Path(world), Path(out), "optim.steps=2", "run.device=cpu", "autoencoder.mmt.dropout=0.1"))
 
@@ -244,8 +291,9 @@ def test_ddp_step_equals_single_process_step(world, tmp_path):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     train(stage1_cfg(world, single, "optim.steps=2", "optim.grad_accum=2", "autoencoder.mmt.dropout=0.1"))
     mp.spawn(_ddp_worker, args=(str(world), str(ddp), _free_port()), nprocs=2, join=True)
-    logs = [{r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
-            for run in (single, ddp)]
+    logs = [
+        {r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())} for run in (single, ddp)
+    ]
     for step in (1, 2):  # the loss and the (averaged, not summed) gradient norm agree
         for key in ("loss", "grad_norm"):
             assert logs[1][step][key] == pytest.approx(logs[0][step][key], rel=1e-5), (step, key)

@@ -8,7 +8,6 @@ it finds any.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ..schema import EMOTION_DIM, FPS, SPLITS, TDMM_DIM
@@ -130,12 +129,11 @@ def check(root: str | Path, split: str | None = None) -> dict:
 
 
 def cli_check(args) -> int:
-    """``python -m reactdiff_lite data check --root DIR [--split S]``: JSON summary, exit 1 on problems."""
+    """``python -m reactdiff_lite data check --root DIR [--split S]``: the JSON summary on stdout;
+    on problems, a ``DataError`` naming the first (the command line prints it and exits 2)."""
     summary = check(args.root, args.split)
     print(json.dumps(summary, indent=2))
-    if not summary["ok"]:
-        print(f"data check: {len(summary['problems'])} problems in {args.root}", file=sys.stderr)
-        for p in summary["problems"]:
-            print(f"  {p}", file=sys.stderr)
-        return 1
+    problems = summary["problems"]
+    if problems:
+        raise DataError(f"{args.root}: {len(problems)} problem(s), all in the JSON summary; the first: {problems[0]}")
     return 0

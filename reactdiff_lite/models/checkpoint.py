@@ -21,8 +21,9 @@ does not fit the module built from the config raises ``CheckpointError`` naming 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,8 +39,9 @@ class CheckpointError(UserError):
     """A checkpoint file that is unreadable or does not match its config / modules."""
 
 
-def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], config: Mapping[str, Any],
-                    **extra: Any) -> Path:
+def save_checkpoint(
+    path: str | Path, modules: Mapping[str, nn.Module], config: Mapping[str, Any], **extra: Any
+) -> Path:
     """Write ``modules``' state dicts, ``config`` and ``extra`` to ``path`` atomically.
 
     Args:
@@ -48,8 +50,12 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], config: 
         config: ``{name: plain config}`` (``config.to_dict``), or a run's ``config.stage_dict``.
         extra: more plain values to keep, e.g. ``step=1000``.
     """
-    payload = {"format": FORMAT, "config": dict(config), "extra": dict(extra),
-               "modules": {name: m.state_dict() for name, m in modules.items()}}
+    payload = {
+        "format": FORMAT,
+        "config": dict(config),
+        "extra": dict(extra),
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+    }
     return atomic_torch_save(payload, path)
 
 
@@ -57,17 +63,24 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint file with ``weights_only=True``; returns its dict (see module doc)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train one first "
-                              "(python -m reactdiff_lite train --config ...)")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: check the path, or train one first "
+            "(python -m reactdiff_lite train --config ...)"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read (corrupt, truncated or not a torch file): {first}") from err
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: it is corrupt, truncated or not a reactdiff-lite "
+            "checkpoint (it is loaded with weights_only=True, so no pickled code runs); "
+            "retrain it or pass another file (--debug shows the loader's message)"
+        ) from err
     found = payload.get("format") if isinstance(payload, dict) else None
     if found in OLD_FORMATS:
-        raise CheckpointError(f"checkpoint {path} has the older format {found!r} (this version reads {FORMAT!r}): "
-                              "retrain it with this version (python -m reactdiff_lite train --config ...)")
+        raise CheckpointError(
+            f"checkpoint {path} has the older format {found!r} (this version reads {FORMAT!r}): "
+            "retrain it with this version (python -m reactdiff_lite train --config ...)"
+        )
     if not isinstance(payload, dict) or found != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} checkpoint (format: {found!r})")
@@ -93,8 +106,14 @@ def load_modules(path: str | Path, modules: Mapping[str, nn.Module], payload: di
         module.load_state_dict(stored[name], strict=True)
 
 
-def load_model(path: str | Path, name: str, config_type: Any, build: Any, config: Any = None,
-               map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
+def load_model(
+    path: str | Path,
+    name: str,
+    config_type: Any,
+    build: Any,
+    config: Any = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Rebuild the module stored under ``name``; returns ``(module in eval mode, config, extra)``.
 
     Args:
@@ -123,10 +142,14 @@ def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], sh
     """A one-line summary of how ``state`` fails to fit ``module`` ("" when it fits)."""
     own = module.state_dict()
     groups = {
-        "shape mismatch": [f"{k} {tuple(state[k].shape)} in file vs {tuple(v.shape)} in model"
-                           for k, v in own.items() if k in state and state[k].shape != v.shape],
+        "shape mismatch": [
+            f"{k} {tuple(state[k].shape)} in file vs {tuple(v.shape)} in model"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ],
         "missing key": [k for k in own if k not in state],
         "unexpected key": [k for k in state if k not in own],
     }
-    return "; ".join(f"{len(items)} {kind}(s), e.g. {', '.join(items[:show])}"
-                     for kind, items in groups.items() if items)
+    return "; ".join(
+        f"{len(items)} {kind}(s), e.g. {', '.join(items[:show])}" for kind, items in groups.items() if items
+    )
