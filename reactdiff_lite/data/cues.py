@@ -54,9 +54,9 @@ class CueLaw:
     respond_accent: tuple[float, float] = (0.15, 0.45)
     onset_jitter: float = 0.05  # s: sd of the response onset, clipped at +-2 sd
     brow: tuple[float, float] = (0.8, 1.1)  # flash amplitude range (AU intensity, before AU loadings)
-    brow_au: tuple[float, float] = (0.8, 0.7)  # loadings on AU1, AU2
-    brow_flash: float = 0.6  # s: flash length after a phrase end
-    accent_flash: float = 0.4  # s: flash length after an accent
+    brow_au: tuple[float, float] = (1.0, 0.9)  # loadings on AU1, AU2
+    brow_flash: float = 0.8  # s: flash length after a phrase end
+    accent_flash: float = 0.5  # s: flash length after an accent
     arousal: tuple[float, float] = (0.35, 0.55)  # bump amplitude range (before tanh)
     arousal_span: float = 1.0  # s
     nod: tuple[float, float] = (0.7, 1.2)  # nod amplitude range (as backchannel nods)
