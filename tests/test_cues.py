@@ -221,3 +221,19 @@ def test_phrase_end_probe_on_the_default_world(tmp_path):
     print(report)
     assert report["phrase_ends"] >= 200, report
     assert report["face_auc"] <= 0.6 and report["audio_auc"] >= 0.9, report
+
+
+def test_world_parameters_from_the_cli(tmp_path):
+    """``data synth --no-cues --rho R`` reaches the manifest (run here on the tiny sample preset)."""
+    from reactdiff_lite.cli import build_parser
+
+    out = tmp_path / "w"
+    args = build_parser().parse_args(["data", "synth", "--out", str(out), "--no-cues", "--rho", "0.5"])
+    args.preset = "sample"  # the CLI offers smoke/default; the sample preset is the fastest
+    assert synthetic.cli_synth(args) == 0
+    m = synthetic.read_manifest(out)
+    assert (m["config"]["cues"], m["config"]["rho"]) == (False, 0.5)
+    assert all(p["cues"] == [[], []] for p in m["splits"]["train"]["pairs"])
+    with pytest.raises(ValueError, match="rho"):
+        synthetic.plan_dataset("sample", 0, rho=1.5)
+    assert synthetic.ensure_dataset(out, "sample", 0) == out and synthetic.read_manifest(out)["config"]["cues"]

@@ -305,13 +305,15 @@ def _disk_size(root: Path) -> int:
 
 
 def cli_synth(args) -> int:
-    """``python -m reactdiff_lite data synth --out DIR --preset smoke|default --seed N``."""
+    """``python -m reactdiff_lite data synth --out DIR --preset smoke|default --seed N [--no-cues] [--rho R]``."""
     start = time.perf_counter()
-    root = generate_world(args.out, args.preset, args.seed)
+    cues, rho = getattr(args, "cues", True), getattr(args, "rho", None)
+    root = generate_world(args.out, args.preset, args.seed, cues=None if cues else False, rho=rho)
     seconds = time.perf_counter() - start
     m = read_manifest(root)
     pairs = {s: len(m["splits"][s]["pairs"]) for s in m["splits"]}
-    print(f"wrote {args.preset} dyadic world (seed {args.seed}) to {root} in {seconds:.1f} s")
+    world = f"cues {'on' if m['config']['cues'] else 'off'}, rho {m['config']['rho']}"
+    print(f"wrote {args.preset} dyadic world (seed {args.seed}, {world}) to {root} in {seconds:.1f} s")
     print(
         f"  pairs per split {pairs} (items = 2 x pairs), {m['config']['clip_frames']} frames per clip, "
         f"{len(m['scripts'])} scripts, {len(m['personas'])} personas, {_disk_size(root) / 1e6:.1f} MB"
