@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output directory")
     synth.add_argument("--preset", default="default", choices=PRESETS)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--no-cues", dest="cues", action="store_false", help="leave out speech acts and accents")
+    synth.add_argument("--rho", type=float, default=None, help="cue leakage onto the speaker's face (default 0)")
     check = _command(
         data_commands,
         "check",

@@ -3,6 +3,9 @@
 A glottal pulse train (pitch from the persona, rising with arousal) and noise are shaped
 per 10 ms STFT frame by the formant resonances of each syllable's vowel. Laughter is
 breathy voiced /a/ pulsed at 5 Hz with raised pitch; a backchannel is a soft nasal "mm-hm".
+The speaker's own cues (:mod:`reactdiff_lite.data.cues`, generator 1.1) shape the pitch
+and energy: F0 rises over a question's last 0.3 s and falls over a statement's, and each
+pitch accent is a short F0 and energy peak. The face never shows these (at rho = 0).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 
 from ..schema import AUDIO_RATE, FPS, SAMPLES_PER_FRAME
 from .behaviour import Behaviour, smooth_noise
+from .cues import prosody
 from .people import Persona, SessionPlan, envelope
 
 # Formants (F1, F2, F3) in Hz of the vowels /a e i o u/ and of the nasal murmur /m/.
@@ -67,10 +71,11 @@ def synth_audio(
     ha = up(behaviour.laugh) * (0.5 + 0.5 * np.cos(2 * np.pi * 5 * ts)) ** 2
     mm, pitch_mm = _mmhm(behaviour.mmhm, ts)
     noise_gate = up(plan.speech[role] * (1 - plan.syll[role])) * 0.25 + 0.5 * ha
-    # Pitch contour: persona f0, arousal, laughter and "mm-hm" shapes, slow drift.
+    # Pitch contour: persona f0, arousal, laughter and "mm-hm" shapes, slow drift, speech acts and accents.
     arousal = up(behaviour.va[:, 1])
     drift = smooth_noise(rng, (frames,), 0.3 * _STFT_PER_FRAME)  # 0.3 s at the STFT rate
-    f0 = persona.f0 * (1 + 0.25 * arousal + 0.5 * up(behaviour.laugh) + pitch_mm + 0.03 * drift)
+    cue_f0, cue_energy = prosody(plan.cues[role], ts)
+    f0 = persona.f0 * (1 + 0.25 * arousal + 0.5 * up(behaviour.laugh) + pitch_mm + 0.03 * drift) * cue_f0
     f0_samples = np.interp(np.arange(n) / _HOP, np.arange(frames), f0)
     phase = np.cumsum(f0_samples / AUDIO_RATE)
     pulses = np.diff(np.floor(phase), prepend=0.0).astype(np.float32)  # one impulse per period
@@ -82,7 +87,7 @@ def synth_audio(
     voiced_filter, noise_filter = _vocal_tract(persona)
     filt_v = torch.from_numpy(voiced_filter.astype(np.float32))[code]  # (F, B)
     filt_n = torch.from_numpy(noise_filter.astype(np.float32))[code]
-    gain_v = torch.from_numpy(np.clip(voiced + ha + 0.35 * mm, 0, 1.2).astype(np.float32))[:, None]
+    gain_v = torch.from_numpy((np.clip(voiced + ha + 0.35 * mm, 0, 1.2) * cue_energy).astype(np.float32))[:, None]
     gain_n = torch.from_numpy((0.08 * noise_gate).astype(np.float32))[:, None]
     window = torch.hann_window(_N_FFT)
 

@@ -10,6 +10,11 @@ backchannels (nods, brief smiles, a soft "mm-hm") fired at the speaker's phrase 
 turn ends. Affect (smile, frown, surprise) then drives continuous AU intensities through
 fixed loadings, valence/arousal, expression probabilities and 3DMM coefficients (a fixed
 seeded linear map of the AU intensities, with nods in the pitch).
+
+Since generator 1.1 the listener also answers the speaker's speech acts and accents, which
+only the voice carries (:mod:`reactdiff_lite.data.cues`): brow flashes on AU1/AU2, arousal
+bumps and nods, added on top of the 1.0 law from their own random stream, so with cues off
+every frame outside the response windows is byte-identical.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..schema import AU_NAMES, FE_NAMES, FPS, TDMM_EXP
+from .cues import CUE_LAW, FaceCues, leak, respond
 from .people import Persona, SessionPlan, Turn, keyed_rng, session_plan
 
 N_AU = len(AU_NAMES)  # 15
@@ -68,6 +74,8 @@ AU_LOADINGS = np.array([
     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, .20, 0.0, .35, 0.0, .30, 0.0, 0.0],   # listening
 ])
 # fmt: on
+BROW_AU = np.zeros(N_AU)  # a cue's brow flash on the AU intensities
+BROW_AU[[AU_NAMES.index("AU1"), AU_NAMES.index("AU2")]] = CUE_LAW.brow_au
 
 
 def au_to_expression_map() -> tuple[np.ndarray, np.ndarray]:
@@ -138,22 +146,30 @@ def _reaction(plan: SessionPlan, role: int, persona: Persona, other: Display, rn
     return mimic, nods, smiles, mmhm
 
 
-def _action_units(factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(T, 7) factors -> (T, 15) AU intensities in [0, 1]: loadings plus smooth and white noise."""
+def _action_units(factors: np.ndarray, rng: np.random.Generator, brow: np.ndarray) -> np.ndarray:
+    """(T, 7) factors -> (T, 15) AU intensities in [0, 1]: loadings plus smooth and white noise,
+    plus the cues' brow flashes ``brow`` (T,) on AU1/AU2."""
     T = len(factors)
     au = factors @ AU_LOADINGS + 0.06 * smooth_noise(rng, (T, N_AU), 0.3) + 0.03 * rng.standard_normal((T, N_AU))
-    return np.clip(au, 0, 1)
+    return np.clip(au + brow[:, None] * BROW_AU, 0, 1)
 
 
 def _valence_arousal(
-    persona: Persona, affect: np.ndarray, speech: np.ndarray, laugh: np.ndarray, rng: np.random.Generator
+    persona: Persona,
+    affect: np.ndarray,
+    speech: np.ndarray,
+    laugh: np.ndarray,
+    cue: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """(T, 2) valence (mood, smile vs frown) and arousal (speech, surprise, laughter) in [-1, 1]."""
+    """(T, 2) valence (mood, smile vs frown) and arousal (speech, surprise, laughter, cue
+    responses ``cue``) in [-1, 1]."""
     T = len(affect)
     smile, frown, surprise = affect.T
     valence_noise, arousal_noise = 0.08 * smooth_noise(rng, (T,), 1.0), 0.08 * smooth_noise(rng, (T,), 1.0)
     valence = persona.valence + 1.1 * smile - 1.1 * frown + 0.15 * surprise + valence_noise
     arousal = -0.25 + 0.45 * speech + 0.9 * surprise + 0.7 * laugh + 0.35 * frown + 0.25 * smile + arousal_noise
+    arousal = arousal + cue
     return np.tanh(np.stack([valence, arousal], 1))
 
 
@@ -180,21 +196,46 @@ def _expressions(persona: Persona, affect: np.ndarray, rng: np.random.Generator)
 
 
 def _tdmm(
-    persona: Persona, au: np.ndarray, speech: np.ndarray, syll: np.ndarray, nods: np.ndarray, rng: np.random.Generator
+    persona: Persona,
+    au: np.ndarray,
+    speech: np.ndarray,
+    syll: np.ndarray,
+    nods: np.ndarray,
+    roll: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """(T, 58) 3DMM: expression = mapped AUs; pitch/yaw/roll = head motion, talking and nods."""
+    """(T, 58) 3DMM: expression = mapped AUs; pitch/yaw/roll = head motion, talking and nods,
+    plus the head tilts ``roll`` (T,) a cue leaks onto the speaker's face."""
     T = len(au)
     W, b = au_to_expression_map()
     expression = au @ W + b + 0.03 * rng.standard_normal((T, N_EXP))
     pitch = persona.head * (0.4 * smooth_noise(rng, (T,), 1.0) + 0.3 * speech * syll) + 0.12 * nods
     yaw = persona.head * smooth_noise(rng, (T,), 2.5)
-    roll = 0.3 * persona.head * smooth_noise(rng, (T,), 2.5)
+    roll = 0.3 * persona.head * smooth_noise(rng, (T,), 2.5) + roll
     translation = 0.01 * smooth_noise(rng, (T, 3), 4.0)
     return np.concatenate([expression, np.stack([pitch, yaw, roll], 1), translation], 1)
 
 
+def face_cues(plan: SessionPlan, role: int, persona: Persona, cue_rng: np.random.Generator, rho: float) -> FaceCues:
+    """What cues add to one person's face: responses to the other person's cues while
+    listening, and (probability ``rho``) leaks of their own cues while holding the floor."""
+    T = plan.speech.shape[1]
+    listen, floor = 1 - plan.floor[role], plan.floor[role]
+    heard = respond(plan.cues[1 - role], persona.cue_response(), persona.lag, T, cue_rng)
+    shown = leak(plan.cues[role], rho, T, cue_rng)
+    brow = listen * heard.brow + floor * shown.brow
+    return FaceCues(brow, listen * heard.arousal, listen * heard.nod, floor * shown.roll)
+
+
 def behave(
-    plan: SessionPlan, role: int, persona: Persona, spoken: Display, other: Display, rng: np.random.Generator
+    plan: SessionPlan,
+    role: int,
+    persona: Persona,
+    spoken: Display,
+    other: Display,
+    rng: np.random.Generator,
+    cue_rng: np.random.Generator,
+    rho: float = 0.0,
 ) -> Behaviour:
     """One person's full behaviour: speaking where they hold the floor, reacting otherwise.
 
@@ -203,6 +244,7 @@ def behave(
         persona: this person's traits; spoken: their own ``speaking_affect``.
         other: the other person's ``speaking_affect`` (what they react to).
         rng: this person's noise for this clip (backchannels, head motion, noise).
+        cue_rng: this person's cue stream (responses to cues, leaks); rho: cue leakage.
     """
     T = plan.speech.shape[1]
     own, laugh = spoken
@@ -215,10 +257,11 @@ def behave(
     speech, syll = plan.speech[role], plan.syll[role]
     lips = speech * (0.5 + 0.5 * syll / max(syll.max(), 1e-6))
     factors = np.concatenate([affect, np.stack([lips, syll, laugh, listen * 0.9], 1)], 1)  # (T, 7)
-    au = _action_units(factors, rng)
-    va = _valence_arousal(persona, affect, speech, laugh, rng)
+    cues = face_cues(plan, role, persona, cue_rng, rho)
+    au = _action_units(factors, rng, cues.brow)
+    va = _valence_arousal(persona, affect, speech, laugh, cues.arousal, rng)
     fe = _expressions(persona, affect, rng)
-    tdmm = _tdmm(persona, au, speech, syll, nods, rng)
+    tdmm = _tdmm(persona, au, speech, syll, nods + cues.nod, cues.roll, rng)
     return Behaviour(affect, au, va, fe, tdmm, speech, laugh, mmhm)
 
 
@@ -233,18 +276,24 @@ class Session:
     rngs: list[np.random.Generator]  # each person's noise, after ``behave``: the voice continues it
 
 
-def perform_session(pair: dict, script: tuple[Turn, ...], frames: int, personas: dict) -> Session:
+def perform_session(
+    pair: dict, script: tuple[Turn, ...], frames: int, personas: dict, cues: bool = True, rho: float = 0.0
+) -> Session:
     """Perform one session of the manifest: its plan, both personas, their speaking displays
     and behaviour (shared by the writer and the oracle, so both see the same people).
 
     Args:
         pair: a manifest pair (``script``, ``personas``, ``roles``, ``session_seed``, ``paths``).
         script: its script's turns; frames: clip frames; personas: the manifest's persona table.
+        cues: speech acts and accents on (generator 1.1) or off; rho: their leakage to the face.
     """
     seed, roles = pair["session_seed"], pair["roles"]
-    plan = session_plan(script, seed, frames)
+    plan = session_plan(script, seed, frames, cues)
     people = [Persona(**personas[p]) for p in pair["personas"]]
     spoken = [speaking_affect(plan, roles[c], people[c], keyed_rng(seed, "speak", c)) for c in range(2)]
     rngs = [keyed_rng(seed, "behave", c) for c in range(2)]
-    behaviour = [behave(plan, roles[c], people[c], spoken[c], spoken[1 - c], rngs[c]) for c in range(2)]
+    behaviour = [
+        behave(plan, roles[c], people[c], spoken[c], spoken[1 - c], rngs[c], keyed_rng(seed, "cues", c), rho)
+        for c in range(2)
+    ]
     return Session(plan, people, spoken, behaviour, rngs)

@@ -4,7 +4,9 @@ Because the causal model is known (:mod:`reactdiff_lite.data.behaviour`), the ma
 of a generated dataset is enough to re-perform any session exactly, and to let **new**
 listener personas (drawn from the persona law, with new noise) react to the same speaker
 performance: reactions appropriate by construction and different from one another. The
-evaluation uses them as an upper-bound baseline; synthetic data only.
+new listeners answer the speaker's speech acts and accents by the same cue law
+(:mod:`reactdiff_lite.data.cues`), with cue-response probabilities drawn from the same
+persona law. The evaluation uses them as a reference; synthetic data only.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def simulate_item(root: str | Path, split: str, item: int) -> dict:
     pair, s = pairs[item % len(pairs)], int(item >= len(pairs))  # s = the speaker's column
     frames = m["config"]["clip_frames"]
     script = make_script(m["scripts"][pair["script"]], frames / FPS)
-    session = perform_session(pair, script, frames, m["personas"])
+    world = m["config"]
+    session = perform_session(pair, script, frames, m["personas"], world.get("cues", True), world.get("rho", 0.0))
     return {
         "plan": session.plan,
         "speaker": session.behaviour[s],
@@ -41,6 +44,7 @@ def simulate_item(root: str | Path, split: str, item: int) -> dict:
         "pair": pair,
         "spoken": session.spoken,
         "speaker_column": s,
+        "rho": world.get("rho", 0.0),
     }
 
 
@@ -64,10 +68,12 @@ def oracle_reactions(root: str | Path, split: str, item: int, k: int, seed: int 
     T = plan.speech.shape[1] - 1
     emotion, tdmm = [], []
     for i in range(k):
-        persona = draw_persona(keyed_rng(seed, "oracle-persona", split, item, i))
-        rng = keyed_rng(seed, "oracle", split, item, i)
+        persona = draw_persona(
+            keyed_rng(seed, "oracle-persona", split, item, i), keyed_rng(seed, "oracle-persona-cues", split, item, i)
+        )
+        rng, cue_rng = keyed_rng(seed, "oracle", split, item, i), keyed_rng(seed, "oracle-cues", split, item, i)
         spoken = speaking_affect(plan, role, persona, rng)
-        b = behave(plan, role, persona, spoken, sim["spoken"][s], rng)
+        b = behave(plan, role, persona, spoken, sim["spoken"][s], rng, cue_rng, sim["rho"])
         emotion.append(b.emotion[:T])
         tdmm.append(b.tdmm[:T].astype(np.float32))
     return {"emotion": np.stack(emotion), "tdmm": np.stack(tdmm)}

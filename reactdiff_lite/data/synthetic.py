@@ -6,6 +6,10 @@ notebook 01). Two persons take turns; who says what and when is
 is :mod:`reactdiff_lite.data.behaviour` (the listener is caused by the speaker: lagged,
 damped mimicry and backchannels), their voices are :mod:`reactdiff_lite.data.audio`,
 and fresh appropriate listeners for any speaker come from :mod:`reactdiff_lite.data.oracle`.
+Since generator 1.1 phrase ends are questions or statements and phrases carry pitch
+accents, heard in the audio only (:mod:`reactdiff_lite.data.cues`); listeners answer
+them. A world's ``cues`` (on by default) and leakage ``rho`` (0 by default) are preset
+fields; the manifest records them, the cue law (``cue_law``) and every cue per clip.
 Sessions of one script give similar speakers and different listeners: the appropriate
 set ``A[k, j] = 1`` iff items k and j share script and speaker role.
 
@@ -22,7 +26,7 @@ import json
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +38,11 @@ from ..schema import AU, AUDIO_RATE, EMOTION_NAMES, FPS, SPLITS
 from ..utils import atomic_write, atomic_write_json, atomic_write_text
 from .audio import synth_audio
 from .behaviour import perform_session
+from .cues import cue_law_spec
 from .people import Turn, draw_persona, keyed_rng, make_script
 from .reader import emotion_csv_2024
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 VIDEO_SIZE = 64
 
 
@@ -49,6 +54,8 @@ class Preset:
     personas: tuple[int, int, int]  # persona pool per split, disjoint across splits
     sessions_per_script: int  # performances of each script: the appropriate-set size
     clips_per_recording: int  # clips (sessions) recorded by one persona pair
+    cues: bool = True  # speech acts and accents in the audio, and listeners' responses to them
+    rho: float = 0.0  # probability that a question or accent also shows on the speaker's face
 
 
 PRESETS = {
@@ -107,10 +114,17 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
     atomic_write(path, write)
 
 
-def _write_session(root: str, split: str, pair: dict, script: tuple[Turn, ...], frames: int, personas: dict) -> None:
-    """Perform one session of the manifest and write both persons' four files."""
+def _write_session(
+    root: str, split: str, pair: dict, script: tuple[Turn, ...], frames: int, personas: dict, world: dict | None = None
+) -> list[list]:
+    """Perform one session of the manifest and write both persons' four files.
+
+    ``world`` holds the preset's ``cues`` and ``rho`` (default: cues on, rho 0). Returns
+    each column's own cues as [[time s, kind], ...] for the manifest.
+    """
     torch.set_num_threads(1)
-    session = perform_session(pair, script, frames, personas)
+    world = world or {}
+    session = perform_session(pair, script, frames, personas, world.get("cues", True), world.get("rho", 0.0))
     base = Path(root) / split
     for c in range(2):
         behaviour, clip = session.behaviour[c], pair["paths"][c]
@@ -120,9 +134,21 @@ def _write_session(root: str, split: str, pair: dict, script: tuple[Turn, ...], 
         _write_wav(base / "Audio_files" / f"{clip}.wav", voice)
         faces = render_faces(behaviour.emotion_intensity, behaviour.tdmm, VIDEO_SIZE)  # (T, 64, 64, 3)
         write_mp4(base / "Video_files" / f"{clip}.mp4", faces)
+    return [[[t, kind] for t, kind in session.plan.cues[pair["roles"][c]]] for c in range(2)]
 
 
 # ------------------------------------------------------------------------ dataset plan
+def _world_config(preset: str, cues: bool | None, rho: float | None) -> Preset:
+    """The preset with its world parameters overridden where given."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    cfg = replace(cfg, cues=cfg.cues if cues is None else bool(cues), rho=cfg.rho if rho is None else float(rho))
+    if not 0 <= cfg.rho <= 1:
+        raise ValueError(f"rho must lie in [0, 1], got {cfg.rho}")
+    return cfg
+
+
 def _recording_site(recording: int) -> tuple[str, str, tuple[str, str]]:
     """(site, session folder, the two person folders) of the recording-th persona-pair
     recording: every fourth one is a RECOLA-style group, the others NoXI sessions."""
@@ -131,14 +157,16 @@ def _recording_site(recording: int) -> tuple[str, str, tuple[str, str]]:
     return "NoXI", f"{recording:03d}_2016-04-{1 + recording % 28:02d}_Synthville", _NOXI
 
 
-def plan_dataset(preset: str, seed: int) -> dict:
-    """The manifest: scripts, personas and sessions (pairs) of every split (no files written)."""
-    cfg = PRESETS[preset]
+def plan_dataset(preset: str, seed: int, cues: bool | None = None, rho: float | None = None) -> dict:
+    """The manifest: scripts, personas and sessions (pairs) of every split (no files written).
+    ``cues`` and ``rho`` override the preset's (recorded in ``config``)."""
+    cfg = _world_config(preset, cues, rho)
     manifest: dict = {
         "generator_version": GENERATOR_VERSION,
         "preset": preset,
         "seed": seed,
         "config": asdict(cfg),
+        "cue_law": cue_law_spec(),
         "fps": FPS,
         "audio_rate": AUDIO_RATE,
         "video_size": VIDEO_SIZE,
@@ -153,7 +181,8 @@ def plan_dataset(preset: str, seed: int) -> dict:
         rng = keyed_rng(seed, "plan", split)
         persona_ids = [f"{split}-p{i:02d}" for i in range(cfg.personas[s])]
         for pid in persona_ids:
-            manifest["personas"][pid] = asdict(draw_persona(keyed_rng(seed, "persona", pid)))
+            persona = draw_persona(keyed_rng(seed, "persona", pid), keyed_rng(seed, "persona-cues", pid))
+            manifest["personas"][pid] = asdict(persona)
         script_ids = [f"{split}-s{i:02d}" for i in range(cfg.scripts[s])]
         for sid in script_ids:
             manifest["scripts"][sid] = int(keyed_rng(seed, "script", sid).integers(2**31))
@@ -199,7 +228,14 @@ def _generated_paths(root: Path) -> list[Path]:
     ]
 
 
-def generate_world(out: str | Path, preset: str = "default", seed: int = 0, workers: int | None = None) -> Path:
+def generate_world(
+    out: str | Path,
+    preset: str = "default",
+    seed: int = 0,
+    workers: int | None = None,
+    cues: bool | None = None,
+    rho: float | None = None,
+) -> Path:
     """Write the synthetic dyadic world in REACT 2024 layout under ``out``.
 
     Args:
@@ -208,33 +244,35 @@ def generate_world(out: str | Path, preset: str = "default", seed: int = 0, work
             (751-frame clips, 100/24/24 pairs) or ``"sample"`` (one 11-frame train pair).
         seed: everything is a function of it: same seed, byte-identical CSV/NPY files.
         workers: processes (default: 1 for smoke, 2 otherwise).
+        cues, rho: override the preset's world parameters (speech acts and accents on/off,
+            their leakage to the speaker's face); at rho = 0 the face files of a world
+            without cues differ only in the response windows after the other person's cues.
 
     Returns:
         The root path. ``manifest.json`` is written last and marks a complete dataset.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    manifest = plan_dataset(preset, seed, cues, rho)  # validates the preset and rho
     root = Path(out)
     for path in _generated_paths(root):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    manifest = plan_dataset(preset, seed)
-    frames = PRESETS[preset].clip_frames
+    frames, world = PRESETS[preset].clip_frames, {k: manifest["config"][k] for k in ("cues", "rho")}
     scripts = {sid: make_script(s, frames / FPS) for sid, s in manifest["scripts"].items()}
     jobs = [
-        (str(root), split, pair, scripts[pair["script"]], frames, manifest["personas"])
+        (str(root), split, pair, scripts[pair["script"]], frames, manifest["personas"], world)
         for split in manifest["splits"]
         for pair in manifest["splits"][split]["pairs"]
     ]
     workers = workers or (2 if preset == "default" else 1)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_session, *zip(*jobs, strict=True), chunksize=4))
+            cues_written = list(pool.map(_write_session, *zip(*jobs, strict=True), chunksize=4))
     else:
-        for job in jobs:
-            _write_session(*job)
+        cues_written = [_write_session(*job) for job in jobs]
+    for job, clip_cues in zip(jobs, cues_written, strict=True):
+        job[2]["cues"] = clip_cues  # per column: its own [time s, kind] cues
     for split in manifest["splits"]:
         pairs = manifest["splits"][split]["pairs"]
         rows = [",speaker_path,listener_path"] + [f"{i},{p['paths'][0]},{p['paths'][1]}" for i, p in enumerate(pairs)]
@@ -251,10 +289,12 @@ def read_manifest(root: str | Path) -> dict | None:
 
 
 def ensure_dataset(root: str | Path, preset: str = "default", seed: int = 0) -> Path:
-    """Generate under ``root`` unless a complete dataset of this preset, seed and
-    generator version is already there."""
+    """Generate under ``root`` unless a complete dataset of this preset (with its default
+    world parameters), seed and generator version is already there."""
     m = read_manifest(root)
-    if m and (m.get("generator_version"), m.get("preset"), m.get("seed")) == (GENERATOR_VERSION, preset, seed):
+    config = json.loads(json.dumps(asdict(PRESETS[preset]))) if preset in PRESETS else None  # tuples -> lists
+    want = (GENERATOR_VERSION, preset, seed, config)
+    if m and (m.get("generator_version"), m.get("preset"), m.get("seed"), m.get("config")) == want:
         return Path(root)
     return generate_world(root, preset, seed)
 
@@ -265,13 +305,15 @@ def _disk_size(root: Path) -> int:
 
 
 def cli_synth(args) -> int:
-    """``python -m reactdiff_lite data synth --out DIR --preset smoke|default --seed N``."""
+    """``python -m reactdiff_lite data synth --out DIR --preset smoke|default --seed N [--no-cues] [--rho R]``."""
     start = time.perf_counter()
-    root = generate_world(args.out, args.preset, args.seed)
+    cues, rho = getattr(args, "cues", True), getattr(args, "rho", None)
+    root = generate_world(args.out, args.preset, args.seed, cues=None if cues else False, rho=rho)
     seconds = time.perf_counter() - start
     m = read_manifest(root)
     pairs = {s: len(m["splits"][s]["pairs"]) for s in m["splits"]}
-    print(f"wrote {args.preset} dyadic world (seed {args.seed}) to {root} in {seconds:.1f} s")
+    world = f"cues {'on' if m['config']['cues'] else 'off'}, rho {m['config']['rho']}"
+    print(f"wrote {args.preset} dyadic world (seed {args.seed}, {world}) to {root} in {seconds:.1f} s")
     print(
         f"  pairs per split {pairs} (items = 2 x pairs), {m['config']['clip_frames']} frames per clip, "
         f"{len(m['scripts'])} scripts, {len(m['personas'])} personas, {_disk_size(root) / 1e6:.1f} MB"
