@@ -38,7 +38,7 @@ from reactdiff_lite import metrics, plots
 from reactdiff_lite.baselines import BASELINES, predict_baseline
 from reactdiff_lite.config import load_config
 from reactdiff_lite.data.cache import SplitData, load_split
-from reactdiff_lite.data.synthetic import ensure_dataset
+from reactdiff_lite.data.synthetic import ensure_dataset, item_cues
 from reactdiff_lite.evaluation import (
     evaluate_methods,
     markdown_table,
@@ -263,7 +263,7 @@ def run_demo(
         train_split = load_split(out / "data", "train", modalities=("emotion",))
         for name in BASELINES:
             methods[name] = predict_baseline(name, train_split, test, k=K, seed=seed, data_root=out / "data")
-        table = evaluate_methods(methods, test, progress=progress)
+        table = evaluate_methods(methods, test, cues=item_cues(out / "data", "test"), progress=progress)
     results = table["methods"]
     quality = {name: quality_bar(results, name) for name in (OURS, OURS_BINARY)}
     quality["passed"] = all(q["passed"] for q in quality.values())
@@ -328,6 +328,9 @@ ROWS_EXPLAINED = "\n".join(
         f"- {OURS_NO_GUIDANCE}: the same model sampled without classifier-free guidance (the official code has none).",
         "- Oracle: the world's own reaction law (fresh listener personas for the same speaker). A reference, not a "
         "ceiling: GT (the real listener, its own neighbour) scores higher.",
+        "- cue response: a diagnostic of this world, not a REACT metric: the listener's brow/arousal response after "
+        "the speaker's question ends minus that after statement ends (heard only in the audio); Oracle and GT are "
+        "its references, 0 means the reactions ignore what only the voice says.",
     ]
 )
 

@@ -21,13 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics, stats
+from . import diagnostics, metrics, stats
 from .data.cache import SplitData
 from .schema import EMOTION_DIM, TDMM_DIM
 from .utils import UserError, atomic_write_json
 
-COLUMNS = (*metrics.METRICS, "FRRea_proxy", "FRCorr_3DMM", "FRDist_3DMM")
-LABELS = {"FRRea_proxy": "FRRea-proxy", "FRCorr_3DMM": "FRCorr 3DMM", "FRDist_3DMM": "FRDist 3DMM"}
+COLUMNS = (*metrics.METRICS, "FRRea_proxy", "FRCorr_3DMM", "FRDist_3DMM", "cue_response")
+LABELS = {
+    "FRRea_proxy": "FRRea-proxy",
+    "FRCorr_3DMM": "FRCorr 3DMM",
+    "FRDist_3DMM": "FRDist 3DMM",
+    "cue_response": "cue response",
+}
 BETTER = {**metrics.HIGHER_IS_BETTER, "FRCorr_3DMM": True, "FRDist_3DMM": False}
 WRITTEN_BY = "as `python -m reactdiff_lite sample --out preds.npz` writes"
 
@@ -103,6 +108,7 @@ def evaluate_methods(
     realism: bool = True,
     intervals: bool = True,
     resamples: int = stats.RESAMPLES,
+    cues: Sequence | None = None,
     progress: bool = False,
     threads: int | None = None,
 ) -> dict:
@@ -120,6 +126,8 @@ def evaluate_methods(
             (:func:`reactdiff_lite.stats.bootstrap`), conditional on this one set of
             predictions (one training seed); and the per-item scores under ``"items"``.
         resamples: bootstrap resamples.
+        cues: per item, the speaker's ``(time, kind)`` cues (``data.synthetic.item_cues``): adds
+            the world's ``cue_response`` diagnostic (:mod:`reactdiff_lite.diagnostics`) to every row.
 
     Returns:
         ``{"split", "root", "N", "T", "K", "options", "methods": {name: {metric: value, "ci": ...}},
@@ -150,11 +158,19 @@ def evaluate_methods(
             real = split.clip_tensor("tdmm", split.listener_index).numpy()
             row["FRCorr_3DMM"] = metrics.frcorr(t, real, split.neighbours, reduce=reduce)
             row["FRDist_3DMM"] = metrics.frdist(t, real, split.neighbours, reduce=reduce, threads=threads)
+        parts = diagnostics.cue_parts(p, cues) if cues is not None else None
+        if parts is not None:
+            row["cue_response"] = diagnostics.cue_response(p, cues)
         methods[name] = {key: float(v) for key, v in row.items()}
         if scores is not None:
             estimates = {m: stats.bootstrap(v, labels, resamples=resamples) for m, v in scores.items()}
+            if parts is not None:
+                q, s = (parts[kind] for kind in diagnostics.KINDS)
+                qn, sn = (parts[f"{kind}_n"] for kind in diagnostics.KINDS)
+                estimates["cue_response"] = stats.weighted_difference(q, qn, s, sn, labels, resamples=resamples)
+                scores = {**scores, **{f"cue_{key}": value for key, value in parts.items()}}
             methods[name]["ci"] = {m: list(e.ci) for m, e in estimates.items()}
-            items[name] = {m: v.tolist() for m, v in scores.items()}
+            items[name] = {m: np.nan_to_num(v, nan=0.0).tolist() for m, v in scores.items()}
     intervals_info = {
         "method": "cluster bootstrap over connected components of the neighbour matrix, percentile",
         "level": stats.LEVEL,

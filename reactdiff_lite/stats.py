@@ -73,13 +73,30 @@ def _by_seed(scores: np.ndarray) -> np.ndarray:
     return s[None] if s.ndim == 1 else s
 
 
-def _resampled_means(values: np.ndarray, labels: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """(B,) cluster-bootstrap means of the (N,) ``values``."""
+def _resampled_means(
+    values: np.ndarray, labels: np.ndarray, resamples: int, seed: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """(B,) cluster-bootstrap (weighted) means of the (N,) ``values``.
+
+    The draws depend only on ``seed``, ``resamples`` and the number of clusters, so two
+    calls with the same seed resample the same clusters (what a difference needs). Items
+    of weight 0 (whose value may be NaN) count for nothing."""
     _, labels = np.unique(labels, return_inverse=True)
     C = labels.max() + 1
-    sums, sizes = np.bincount(labels, values, C), np.bincount(labels, minlength=C)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    sums = np.bincount(labels, np.where(w > 0, values, 0.0) * w, C)  # (C,)
+    sizes = np.bincount(labels, w, C)  # (C,)
     draws = np.random.default_rng(seed).integers(0, C, size=(resamples, C))  # (B, C) cluster indices
-    return sums[draws].sum(1) / sizes[draws].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample may hold no weight at all
+        return sums[draws].sum(1) / sizes[draws].sum(1)
+
+
+def _estimate(means: np.ndarray, value: float, level: float, labels: np.ndarray, seeds: np.ndarray) -> Estimate:
+    """The percentile interval of the resampled ``means`` around ``value``; ``seeds``: (R,) per-seed values."""
+    alpha = (1 - level) / 2
+    lo, hi = np.nanquantile(means, [alpha, 1 - alpha])
+    seed_std = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None
+    return Estimate(float(value), (float(lo), float(hi)), len(seeds), seed_std, int(np.unique(labels).size), len(means))
 
 
 def bootstrap(
@@ -98,12 +115,39 @@ def bootstrap(
         raise ValueError(f"{s.shape[1]} item scores but {len(labels)} cluster labels")
     values = s.mean(0)  # (N,) averaged over seeds
     means = _resampled_means(values, labels, resamples, seed)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    seed_std = float(s.mean(1).std(ddof=1)) if len(s) > 1 else None
-    return Estimate(
-        float(values.mean()), (float(lo), float(hi)), len(s), seed_std, int(np.unique(labels).size), resamples
+    return _estimate(means, values.mean(), level, labels, s.mean(1))
+
+
+def _pooled(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(R, N) values, (N,) weights -> (R,) weighted means (weight-0 items ignored)."""
+    return (np.where(weights > 0, values, 0.0) * weights).sum(-1) / weights.sum()
+
+
+def weighted_difference(
+    a: np.ndarray,
+    weights_a: np.ndarray,
+    b: np.ndarray,
+    weights_b: np.ndarray,
+    labels: np.ndarray,
+    *,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """``Σ w_a a / Σ w_a − Σ w_b b / Σ w_b`` over items, both means resampled with the same clusters.
+
+    For pooled statistics such as the cue response (the mean over all question ends minus
+    the mean over all statement ends): ``a`` holds each item's mean over its question ends
+    and ``weights_a`` their number (0 where it has none; its ``a`` may then be NaN). ``a``
+    and ``b`` may be (R, N) over R seeds (averaged per item first, as in :func:`bootstrap`).
+    """
+    a, b = _by_seed(a), _by_seed(b)
+    wa, wb = np.asarray(weights_a, dtype=np.float64), np.asarray(weights_b, dtype=np.float64)
+    means = _resampled_means(a.mean(0), labels, resamples, seed, wa) - _resampled_means(
+        b.mean(0), labels, resamples, seed, wb
     )
+    per_seed = _pooled(a, wa) - _pooled(b, wb)  # (R,)
+    return _estimate(means, per_seed.mean(), level, labels, per_seed)
 
 
 def paired(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, **options) -> Estimate:

@@ -40,7 +40,7 @@ from .audio import synth_audio
 from .behaviour import perform_session
 from .cues import cue_law_spec
 from .people import Turn, draw_persona, keyed_rng, make_script
-from .reader import emotion_csv_2024
+from .reader import emotion_csv_2024, read_items
 
 GENERATOR_VERSION = "1.1"
 VIDEO_SIZE = 64
@@ -286,6 +286,20 @@ def read_manifest(root: str | Path) -> dict | None:
     """The generator's ``manifest.json`` under ``root``, or None (real REACT data has none)."""
     path = Path(root) / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def item_cues(root: str | Path, split: str) -> list[list[tuple[float, str]]] | None:
+    """Per mirrored item of ``split``, its speaker's ``(time s, kind)`` cues from the manifest;
+    None for data without cues (real REACT data, or a world generated before 1.1 or without cues)."""
+    manifest = read_manifest(root)
+    if not manifest or not manifest.get("config", {}).get("cues") or split not in manifest.get("splits", {}):
+        return None
+    own = {
+        path: cues
+        for pair in manifest["splits"][split]["pairs"]
+        for path, cues in zip(pair["paths"], pair["cues"], strict=True)
+    }
+    return [[(float(t), kind) for t, kind in own[item.speaker]] for item in read_items(root, split)]
 
 
 def ensure_dataset(root: str | Path, preset: str = "default", seed: int = 0) -> Path:
