@@ -111,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
         "data -> stage 1 -> stage 2 -> sample -> evaluate, with figures",
     )
     ablate = _command(
-        commands, "ablate", "reactdiff_lite.demo:cli_ablate", "ablation table: fusion, modalities, DDIM steps, guidance"
+        commands,
+        "ablate",
+        "reactdiff_lite.ablate:cli_ablate",
+        "controlled ablations (fusion, audio controls) with training seeds and paired CIs",
     )
+    ablate.add_argument("--seeds", type=int, default=3, help="training seeds of the key variants (others: 1)")
+    ablate.add_argument("--variants", nargs="+", help="a subset of the variants (default: all)")
     for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate")):
         command.add_argument("--preset", default="default", choices=PRESETS)
         command.add_argument("--out", default=out)
-        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--seed", type=int, default=0, help="the world's seed (demo: also training's)")
     return parser
 
 

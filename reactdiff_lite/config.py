@@ -178,6 +178,7 @@ ScheduleKind = Literal["linear", "linear_unscaled", "cosine"]
 Prediction = Literal["eps", "x0", "v"]
 Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
+FUSIONS = ("attention", "concat", "concat_temporal")
 
 
 @dataclass
@@ -214,12 +215,14 @@ class MMTConfig:
     ff_mult: int = 2  # feed-forward hidden width = ff_mult * dim
     inter_depth: int = 1  # inter-class (facial <- acoustic) layers; 0 = none
     dropout: float = 0.0  # attention-weight and feed-forward dropout
-    fusion: str = "attention"  # "attention" (the MMT) or "concat" (simple-fusion baseline)
+    fusion: str = "attention"  # "attention" (the MMT), "concat" (frame-wise fusion baseline) or
+    # "concat_temporal" (concat + as many self-attention layers over time as the MMT has: a control
+    # that also mixes across time, so MMT vs it isolates attending *across modalities*)
     positions: bool = True  # sinusoidal temporal positions on queries and keys
 
     def __post_init__(self) -> None:
-        if self.fusion not in ("attention", "concat"):
-            raise ValueError(f"MMTConfig.fusion={self.fusion!r}, expected 'attention' or 'concat'")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"MMTConfig.fusion={self.fusion!r}, expected one of {FUSIONS}")
         if self.inter_depth < 0:
             raise ValueError(f"MMTConfig.inter_depth={self.inter_depth} must be >= 0")
 
@@ -279,6 +282,8 @@ class DataConfig:
     frame_size: int = 32  # video frames are resized to frame_size² (when video is on)
     cache_dir: str | None = None  # the reader's tensor cache (None: its default)
     window: int = 50  # stage 1: frames per training window (also its encoding chunk)
+    shuffle_audio: bool = False  # control: every clip gets another clip's audio (same split, fixed
+    # derangement) in training and evaluation, so audio carries no information about its clip
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from reactdiff_lite.config import TrainConfig, from_dict
+from reactdiff_lite.data.cache import shuffle_audio
 from reactdiff_lite.metrics import binarize_au
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder
@@ -109,7 +110,10 @@ class ReactionModel:
         return encode_latents(self.autoencoder, person, self.encode_chunk, batch_size, device=self.device)
 
     def speaker_latents(self, split: SplitData) -> Tensor:
-        """Normalised latents (N, T, Dz) of every item's speaker (each clip encoded once)."""
+        """Normalised latents (N, T, Dz) of every item's speaker (each clip encoded once; with
+        the audio shuffled across clips when the model was trained so, ``data.shuffle_audio``)."""
+        if self.config.data.shuffle_audio:
+            split = shuffle_audio(split)
         return self.encode(split)[split.speaker_index]
 
     @torch.no_grad()

@@ -71,12 +71,14 @@ class Objective(nn.Module):
 
 
 def load_training_split(cfg: TrainConfig, split: str, modalities: tuple[str, ...]):
-    """The ``SplitData`` of ``split`` with the modalities a model reads."""
-    from reactdiff_lite.data.cache import load_split
+    """The ``SplitData`` of ``split`` with the modalities a model reads (audio shuffled across
+    clips when ``data.shuffle_audio``, the audio control)."""
+    from reactdiff_lite.data.cache import load_split, shuffle_audio
 
-    return load_split(
+    data = load_split(
         cfg.data.root, split, frame_size=cfg.data.frame_size, cache_dir=cfg.data.cache_dir, modalities=modalities
     )
+    return shuffle_audio(data) if cfg.data.shuffle_audio else data
 
 
 def val_windows(n_items: int, frames: int, window: int, limit: int) -> tuple[Tensor, Tensor]:

@@ -48,6 +48,7 @@ import copy
 import json
 import math
 import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,3 +370,80 @@ def cli_train(args) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"stage {cfg.stage} done: best (val-selected) checkpoint {best}")
     return 0
+
+
+# ----------------------------------------------------------------------------- presets
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def preset_configs(
+    preset: str, out: Path, seed: int, world_seed: int, data: Path, progress: bool, extra: tuple[str, ...] = ()
+) -> tuple[TrainConfig, TrainConfig]:
+    """The stage-1 and stage-2 configs of ``preset`` (``configs/stage{1,2}_<preset>.yaml``) for a
+    run in ``out`` on the world at ``data``.
+
+    Args:
+        seed: the training seed (``run.seed``). world_seed: the world's seed (``data.seed``).
+        extra: overrides; ``data.*`` go to both stages, ``autoencoder.*`` to stage 1, the rest to stage 2.
+    """
+    paths = [CONFIGS / f"stage{s}_{preset}.yaml" for s in (1, 2)]
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"config {path} is missing: presets run from a reactdiff-lite checkout")
+    common = [
+        f"data.root={data}",
+        f"data.preset={preset}",
+        f"data.seed={world_seed}",
+        f"run.seed={seed}",
+        f"run.progress={str(progress).lower()}",
+        *(e for e in extra if e.startswith("data.")),
+    ]
+    first = [f"run.out={out / 'stage1'}", *(e for e in extra if e.startswith("autoencoder."))]
+    second = [
+        f"run.out={out / 'stage2'}",
+        "stage2.stage1_checkpoint=../stage1/best.pt",
+        *(e for e in extra if not e.startswith(("autoencoder.", "data."))),
+    ]
+    return load_config(paths[0], common + first), load_config(paths[1], common + second)
+
+
+def train_preset(
+    preset: str,
+    out: str | Path,
+    seed: int = 0,
+    *,
+    world_seed: int | None = None,
+    data: str | Path | None = None,
+    extra: tuple[str, ...] = (),
+    progress: bool = True,
+    timings: dict | None = None,
+) -> Path:
+    """Generate the world (if needed) and train both stages of ``preset`` in ``out``.
+
+    Args:
+        seed: training seed; world_seed: the world's seed (default ``seed``); data: the world's
+            folder (default ``out/data``); extra: config overrides (see :func:`preset_configs`).
+        timings: filled with the seconds spent on ``data``, ``stage1`` and ``stage2``.
+    Returns:
+        stage 2's ``best.pt``.
+    """
+    from reactdiff_lite.data.synthetic import ensure_dataset
+
+    out = Path(out)
+    world_seed = seed if world_seed is None else world_seed
+    s1, s2 = preset_configs(preset, out, seed, world_seed, Path(data or out / "data"), progress, extra)
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal start
+        timings[name], start = round(time.perf_counter() - start, 1), time.perf_counter()
+
+    ensure_dataset(s1.data.root, preset, world_seed)
+    lap("data")
+    train(s1)
+    lap("stage1")
+    best = train(s2)
+    lap("stage2")
+    return best

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -76,23 +75,3 @@ def test_quality_bar_logic():
     loses = {**good, "NN": {"FRCorr": 1.0, "FRDist": 80.0, "FRDiv": 0.0}}
     q = quality_bar(loses)
     assert not q["passed"] and q["beats"]["NN"] == {"FRCorr": True, "FRDist": False}
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="trains 4 smoke models (about a minute); RUN_SLOW=1")
-def test_ablate_smoke(tmp_path):
-    out = tmp_path / "ablate"
-    assert main(["ablate", "--preset", "smoke", "--out", str(out)]) == 0
-    md = (out / "ablation.md").read_text()
-    for row in (
-        "ReactDiff (MMT, audio, no video)",
-        "concat fusion",
-        "audio off",
-        "video on",
-        "DDIM 1 |",
-        "DDIM 50 |",
-        "s = 1.0 |",
-        "s = 3.0 |",
-        "Chosen on **val**",
-    ):
-        assert row in md, row

@@ -92,7 +92,7 @@ def test_every_modality_combination(audio, video, tdmm):
     assert tuple(streams) == cfg.encoder.streams
     assert ("logmel" in streams) == audio and ("video" in streams) == video and ("tdmm" in streams) == tdmm
     assert all(s.shape == (B, T, D) for s in streams.values())
-    for fusion in ("attention", "concat"):
+    for fusion in ("attention", "concat", "concat_temporal"):
         cfg.mmt = MMTConfig(heads=2, fusion=fusion)
         model = ReactionAutoencoder(cfg)
         z = model.encode(person)
@@ -212,6 +212,18 @@ def test_concat_fusion_mixes_streams_but_not_time():
     assert all(g > 0 for g in grad_norms(fused, streams).values())
     (grad,) = torch.autograd.grad(readout(fused[:, 3]), streams["mfcc"])
     assert grad[:, 3].abs().sum() > 0 and grad[:, :3].abs().sum() == 0 and grad[:, 4:].abs().sum() == 0
+
+
+def test_concat_temporal_control_mixes_time_with_as_many_attention_layers_as_the_mmt():
+    enc = EncoderConfig(dim=D)
+    mmt = MultiModalityTransformer(MMTConfig(heads=2), enc)
+    control = MultiModalityTransformer(MMTConfig(heads=2, fusion="concat_temporal"), enc)
+    _, attn = mmt.forward_with_attention(leaf_streams(enc))
+    streams = leaf_streams(enc)
+    fused, control_attn = control.forward_with_attention(streams)
+    assert len(control_attn) == len(attn) and all(k.startswith("temporal/") for k in control_attn)
+    (grad,) = torch.autograd.grad(readout(fused[:, 3]), streams["mfcc"])
+    assert grad[:, :3].abs().sum() > 0 and grad[:, 4:].abs().sum() > 0  # frame 3 sees other frames' audio
 
 
 def test_positions_break_time_permutation_symmetry():

@@ -8,6 +8,7 @@ modification times and on the configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -204,3 +205,18 @@ def load_split(
         modalities=modalities,
         **{m: tensors[m] for m in modalities},
     )
+
+
+def shuffle_audio(data: SplitData, seed: int = 0) -> SplitData:
+    """A copy of ``data`` in which every clip carries another clip's audio (a control).
+
+    The clips' audio rows are permuted by a fixed derangement (a random cycle through all
+    clips, seeded by ``seed`` and the split name), so no clip keeps its own audio and the
+    audio says nothing about the clip's face or partner, while its statistics are unchanged.
+    """
+    if data.audio is None:
+        return data
+    order = np.random.default_rng([seed, *data.split.encode()]).permutation(len(data.clip_ids))
+    source = np.empty_like(order)
+    source[order] = np.roll(order, -1)  # clip order[i] takes the audio of clip order[i + 1]
+    return dataclasses.replace(data, audio=data.audio[torch.from_numpy(source)])

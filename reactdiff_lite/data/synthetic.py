@@ -63,7 +63,7 @@ PRESETS = {
         clip_frames=151, scripts=(2, 2, 2), personas=(4, 3, 3), sessions_per_script=3, clips_per_recording=3
     ),
     "default": Preset(
-        clip_frames=751, scripts=(25, 6, 6), personas=(16, 6, 6), sessions_per_script=4, clips_per_recording=4
+        clip_frames=751, scripts=(25, 16, 16), personas=(16, 12, 12), sessions_per_script=4, clips_per_recording=4
     ),
     # the tiny format sample committed under data/sample/ (one train pair of 11 frames)
     "sample": Preset(
@@ -241,7 +241,7 @@ def generate_world(
     Args:
         out: dataset root. Earlier generated content (our manifest, splits) is replaced.
         preset: ``"smoke"`` (151-frame clips, a handful of sessions), ``"default"``
-            (751-frame clips, 100/24/24 pairs) or ``"sample"`` (one 11-frame train pair).
+            (751-frame clips, 100/64/64 pairs: 25/16/16 scripts) or ``"sample"`` (one 11-frame train pair).
         seed: everything is a function of it: same seed, byte-identical CSV/NPY files.
         workers: processes (default: 1 for smoke, 2 otherwise).
         cues, rho: override the preset's world parameters (speech acts and accents on/off,

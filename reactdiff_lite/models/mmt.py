@@ -27,7 +27,10 @@ latent, carries no absolute time stamp. ``MMTConfig.positions=False`` turns them
 
 ``fusion="concat"`` is the simple-fusion ablation baseline: the streams are concatenated
 per frame and mixed by a linear layer and a feed-forward block -- no attention, so no
-mixing across time.
+mixing across time. That confounds two things, so ``fusion="concat_temporal"`` is the
+control: the same concatenation followed by as many self-attention layers *over time* as
+the MMT has cross-attention layers. MMT vs concat_temporal isolates what attending across
+modalities (intra/inter-class) adds beyond mixing across time.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class MultiModalityTransformer(nn.Module):
         else:
             self.concat = nn.Linear(len(self.streams) * d, d)
             self.norm_ff, self.ff = nn.LayerNorm(d), FeedForward(d, cfg.ff_mult, cfg.dropout)
+            if cfg.fusion == "concat_temporal":  # as many attention layers as the MMT, over time only
+                depth = len(self.facial_context) + (1 + cfg.inter_depth if enc.audio else 0)
+                self.temporal = nn.ModuleList(CrossBlock(d, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(depth))
         self.norm_out = nn.LayerNorm(d)
 
     def _positions(self, x: Tensor) -> Tensor | None:
@@ -122,9 +128,13 @@ class MultiModalityTransformer(nn.Module):
         missing = [s for s in self.streams if s not in streams]
         if missing:
             raise ValueError(f"MMT expects streams {self.streams}, missing {missing}")
-        if self.cfg.fusion == "concat":
+        if self.cfg.fusion != "attention":
             x = self.concat(torch.cat([streams[s] for s in self.streams], dim=-1))  # (B, T, S*D) -> (B, T, D)
-            return self.norm_out(x + self.ff(self.norm_ff(x))), {}
+            x = x + self.ff(self.norm_ff(x))
+            attn = {}
+            for i, block in enumerate(getattr(self, "temporal", ())):  # concat_temporal: self-attention over T
+                x, attn[f"temporal/{i}"] = block(x, x, self._positions(x), need_weights)
+            return self.norm_out(x), attn
         facial, acoustic, attn = self.intra(streams, need_weights)
         facial, attn_inter = self.inter_class(facial, acoustic, need_weights)
         return self.norm_out(facial), attn | attn_inter  # (B, T, D)

@@ -1,0 +1,35 @@
+"""`python -m reactdiff_lite ablate` on the smoke preset: one seed, two variants, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reactdiff_lite import ablate
+from reactdiff_lite.cli import main
+
+VARIANTS = ["MMT", "MMT, shuffled audio"]
+
+
+@pytest.mark.timeout(600)
+def test_smoke_ablation_two_variants_then_resume(tmp_path, monkeypatch):
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--variants", *VARIANTS]) == 0
+    md = (out / "ablation.md").read_text()
+    assert "| MMT | 1 |" in md and "| MMT, shuffled audio | 1 |" in md
+    assert "| MMT − MMT, shuffled audio |" in md and "Provenance: commit" in md
+    report = json.loads((out / "ablation.json").read_text())
+    mmt = report["variants"]["MMT"]["FRCorr"]
+    assert mmt["ci"][0] <= mmt["mean"] <= mmt["ci"][1] and mmt["seeds"] == 1
+    first = {v: json.loads((out / ablate._slug(v) / "seed0" / "eval.json").read_text()) for v in VARIANTS}
+    assert first["MMT, shuffled audio"]["config"]["data"]["shuffle_audio"] is True
+    assert not np.allclose(first["MMT"]["items"]["FRCorr"], first["MMT, shuffled audio"]["items"]["FRCorr"])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(ablate, "train_preset", no_training)
+    again = ablate.run_ablation("smoke", out, seeds=1, variants=tuple(VARIANTS), progress=False)
+    assert again.split("Provenance")[0] == md.split("Provenance")[0]  # read back, not retrained
