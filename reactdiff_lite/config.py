@@ -178,6 +178,7 @@ ScheduleKind = Literal["linear", "linear_unscaled", "cosine"]
 Prediction = Literal["eps", "x0", "v"]
 Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
+SpeakerEncoder = Literal["frozen", "trainable"]
 
 
 @dataclass
@@ -315,6 +316,13 @@ class Stage2Config:
     online_prob: float = 0.5  # P(hide the speaker frames after the window) per training window
     first_window_prob: float = 0.1  # P(a training window starts at frame 0, with no past), else uniform
     encode_chunk: int = 0  # frames per speaker-encoding chunk; 0 = the stage-1 window
+    # Where the denoiser's speaker condition comes from. "frozen" (the official design): the
+    # frozen stage-1 encoder's normalised latents, cached once. Its loss only rebuilds the
+    # face, so it has no reason to keep audio-only cues. "trainable": a copy of the stage-1
+    # encoder path (modality encoders + MMT + latent head), trained by the diffusion loss,
+    # encoding the speaker chunks of each window on the fly (log-mel/MFCC cached); saved as
+    # "speaker_encoder". The listener targets stay the frozen autoencoder's latents.
+    speaker_encoder: SpeakerEncoder = "frozen"
 
 
 @dataclass
