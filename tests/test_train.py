@@ -357,26 +357,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: str, out: str, port: int) -> None:
+def _ddp_cfg(stage: str, world: Path, out: Path, *extra: str):
+    """Dropout on; stage 1 for two steps, or stage 2 with a trainable speaker encoder for three
+    (adaLN-Zero: the gradient reaches the speaker encoder from the third step on)."""
+    if stage == "1":
+        return stage1_cfg(world, out, "optim.steps=2", "autoencoder.mmt.dropout=0.1", *extra)
+    return stage2_cfg(
+        world, out, "optim.steps=3", "stage2.speaker_encoder=trainable", "diffusion.denoiser.dropout=0.1", *extra
+    )
+
+
+def _ddp_worker(rank: int, stage: str, world: str, out: str, port: int) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    train(stage1_cfg(Path(world), Path(out), "optim.steps=2", "run.device=cpu", "autoencoder.mmt.dropout=0.1"))
+    train(_ddp_cfg(stage, Path(world), Path(out), "run.device=cpu"))
 
 
-def test_ddp_step_equals_single_process_step(world, tmp_path):
+@pytest.mark.parametrize("stage", ["1", "2-trainable"])
+def test_ddp_step_equals_single_process_step(stage, world, stage1, tmp_path):
     """2 gloo processes × 1 micro-batch == 1 process × 2 accumulated micro-batches on the same
-    global batch: same losses, same weights after two optimiser steps (dropout on)."""
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
-    train(stage1_cfg(world, single, "optim.steps=2", "optim.grad_accum=2", "autoencoder.mmt.dropout=0.1"))
-    mp.spawn(_ddp_worker, args=(str(world), str(ddp), _free_port()), nprocs=2, join=True)
+    global batch: same losses, same weights after the last optimiser step (dropout on; in
+    stage 2 the trained speaker encoder's weights too)."""
+    import shutil
+
+    ddp, single = tmp_path / "ddp" / "run", tmp_path / "single" / "run"
+    if stage != "1":
+        for run in (ddp, single):
+            shutil.copytree(stage1.parent, run.parent / "stage1")
+    train(_ddp_cfg(stage, world, single, "optim.grad_accum=2"))
+    mp.spawn(_ddp_worker, args=(stage, str(world), str(ddp), _free_port()), nprocs=2, join=True)
     logs = [
         {r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())} for run in (single, ddp)
     ]
-    for step in (1, 2):  # the loss and the (averaged, not summed) gradient norm agree
+    for step in logs[0]:  # the loss and the (averaged, not summed) gradient norm agree
         for key in ("loss", "grad_norm"):
             assert logs[1][step][key] == pytest.approx(logs[0][step][key], rel=1e-5), (step, key)
-    a, b = (ckpt.read_checkpoint(r / "last.pt")["modules"]["autoencoder"] for r in (single, ddp))
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    names = ["autoencoder"] if stage == "1" else ["diffusion", "speaker_encoder"]
+    for name in names:
+        a, b = (ckpt.read_checkpoint(r / "last.pt")["modules"][name] for r in (single, ddp))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
