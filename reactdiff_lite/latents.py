@@ -33,7 +33,7 @@ from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.utils import resolve_device
-from reactdiff_lite.windows import PersonSource, rows_and_frames, take_windows
+from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
 
 if TYPE_CHECKING:
     from reactdiff_lite.data.cache import SplitData
@@ -92,8 +92,15 @@ def encode_latents(
     return autoencoder.normalizer.normalize(z.to(autoencoder.normalizer.shift.device)).cpu()
 
 
+def _audio(source: PersonSource, rows: Tensor, start: int, length: int) -> Tensor:
+    """Frames ``[start, start + length)`` of the audio of some rows, (b, 640 length) float32."""
+    if isinstance(source, Mapping):
+        return person_window({"audio": source["audio"][rows]}, start, length)["audio"].float()
+    return source.clip_tensor("audio", rows, start, start + length)
+
+
 @torch.no_grad()
-def speaker_inputs(encoder: LatentEncoder, split: SplitData, chunk: int, batch_size: int = 64) -> dict[str, Tensor]:
+def speaker_inputs(encoder: LatentEncoder, source: PersonSource, chunk: int, batch_size: int = 64) -> dict[str, Tensor]:
     """What a trainable speaker encoder reads, per clip, with the audio replaced by its features.
 
     ``AudioFeatures`` has no weights, so its output can be cached: log-mel and MFCC are
@@ -102,26 +109,27 @@ def speaker_inputs(encoder: LatentEncoder, split: SplitData, chunk: int, batch_s
 
     Args:
         encoder: the stage-1 encoder path (its config says which modalities it reads).
-        split: a ``SplitData`` with those modalities. chunk: frames per encoded chunk.
+        source: a person dict of (N, T, …) tensors, or a ``SplitData`` (one row per clip).
+        chunk: frames per encoded chunk. batch_size: rows per audio-feature pass.
     Returns:
-        per clip (P, T, …) float32 on CPU: ``emotion``, ``tdmm`` and ``frames`` (uint8) when read,
-        ``log_mel`` (P, T, n_mels) and ``mfcc`` (P, T, n_mfcc) when audio is on.
+        per row (N, T, …) on CPU: ``emotion``, ``tdmm`` and ``frames`` (uint8) when read,
+        ``log_mel`` (N, T, n_mels) and ``mfcc`` (N, T, n_mfcc) when audio is on.
     """
     enc = encoder.cfg.encoder
+    N, T = rows_and_frames(source)
     keys = ["emotion"] + ["tdmm"] * enc.tdmm + ["frames"] * enc.video
-    out = {k: split.clip_tensor(k, torch.arange(len(split.clip_ids))) for k in keys}
+    rows = torch.arange(N)
+    out = {k: source[k] if isinstance(source, Mapping) else source.clip_tensor(k, rows) for k in keys}
     if enc.audio:
-        device, P, T = encoder.tdmm_mean.device, len(split.clip_ids), split.n_frames
-        features = encoder.encoders.audio_features
-        pieces = []
+        device, pieces = encoder.tdmm_mean.device, []
         for start in range(0, T, chunk):
-            rows = []
-            for first in range(0, P, batch_size):
-                clips = torch.arange(first, min(first + batch_size, P))
-                audio = split.clip_tensor("audio", clips, start, start + chunk)  # (b, 640 L)
-                rows.append(torch.cat(features(audio.to(device)), dim=-1).cpu())  # (b, L, n_mels + n_mfcc)
-            pieces.append(torch.cat(rows))
-        both = torch.cat(pieces, dim=1)  # (P, T, n_mels + n_mfcc)
+            length, feats = min(chunk, T - start), []
+            for first in range(0, N, batch_size):
+                part = rows[first : first + batch_size]
+                audio = _audio(source, part, start, length)  # (b, 640 L)
+                feats.append(torch.cat(encoder.encoders.audio_features(audio.to(device)), dim=-1).cpu())
+            pieces.append(torch.cat(feats))  # (N, L, n_mels + n_mfcc)
+        both = torch.cat(pieces, dim=1)  # (N, T, n_mels + n_mfcc)
         out["log_mel"], out["mfcc"] = both[..., : enc.n_mels], both[..., enc.n_mels :]
     return out
 

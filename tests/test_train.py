@@ -221,6 +221,40 @@ def test_trainable_speaker_encoder_starts_as_the_frozen_latents(world, stage1, t
     assert set(frozen.modules(frozen.net)) == {"autoencoder", "diffusion"}
 
 
+@pytest.mark.parametrize("before", [25, 50])
+def test_chunked_speaker_context_equals_encoding_whole_clips(before):
+    """On random people with a short last chunk (T = 130, chunks of 50), the context cut from
+    the chunks around each window equals ``window_condition`` on ``encode_latents`` of the
+    whole clips, for every start (clip edges included)."""
+    from reactdiff_lite.config import AutoencoderConfig, EncoderConfig, MMTConfig
+    from reactdiff_lite.latents import encode_chunks, encode_latents, speaker_inputs
+    from reactdiff_lite.models.autoencoder import LatentEncoder
+    from reactdiff_lite.windows import chunk_context, context_chunks, window_condition
+
+    torch.manual_seed(0)
+    cfg = AutoencoderConfig(encoder=EncoderConfig(dim=16, n_mels=16), mmt=MMTConfig(heads=2), latent_dim=6)
+    enc = LatentEncoder(cfg).eval()
+    N, T, W, after, chunk = 3, 130, 50, 25, 50
+    person = {"emotion": torch.rand(N, T, 25), "tdmm": torch.randn(N, T, 58), "audio": torch.randn(N, T * 640) * 0.1}
+    enc.normalizer.fit(enc.encode(person))
+    whole = encode_latents(enc, person, chunk)  # (N, T, Dz)
+    inputs = speaker_inputs(enc, person, chunk)
+    starts = torch.tensor([0, 1, 24, 25, 49, 50, 51, 63, 79, 80])
+    items = torch.arange(len(starts)) % N
+    span = before + W + after
+    expected, mask, _ = window_condition(
+        whole[items], whole[items], starts, W, before, after, torch.zeros(len(starts), dtype=torch.bool)
+    )
+    chunks = context_chunks(starts, before, span, chunk, T)
+    frames = chunks["chunk_frames"]
+    batch = {k: v[items[:, None, None], frames] for k, v in inputs.items()}  # (B, K, C, …)
+    with torch.no_grad():
+        z = encode_chunks(enc, batch, chunks["chunk_valid"], chunks["chunk_length"])
+    got = chunk_context(z, chunks["chunk_offset"], span)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(got[~mask], torch.zeros_like(got[~mask]))  # outside the clip: zero, as the cache
+
+
 def test_only_the_trainable_speaker_encoder_can_learn_from_audio(world, stage1, tmp_path):
     """The stage-2 loss reaches the speaker's audio-stream weights only in trainable mode; in
     frozen mode nothing that reads the speaker is trained (no parameter, no gradient)."""
