@@ -191,6 +191,9 @@ def resolve_stage2(cfg: TrainConfig, stage1_config: Mapping[str, Any], where: st
     )
 
 
+SPEAKER = "speaker/"  # batch-key prefix of the trainable speaker encoder's chunk inputs
+
+
 class Stage2Net(nn.Module):
     """What stage 2 trains: the latent diffusion model and, with ``stage2.speaker_encoder:
     trainable``, the speaker encoder whose latents the denoiser reads.
@@ -198,7 +201,8 @@ class Stage2Net(nn.Module):
     A batch holds the listener target ``x0`` (B, W, Dz), the context ``mask`` (B, S) and the
     previous frames ``prev`` (B, P, Dz), and either the cached speaker context ``speaker``
     (B, S, Dz) (frozen) or the inputs of the aligned chunks around each window,
-    ``chunk_<key>`` (B, K, C, …) with ``windows.context_chunks``' fields (trainable).
+    ``speaker/<key>`` (B, K, C, …) with ``windows.context_chunks``' ``chunk_valid``,
+    ``chunk_length`` and ``chunk_offset`` (trainable).
     """
 
     def __init__(self, diffusion: LatentDiffusion, speaker: LatentEncoder | None = None):
@@ -214,16 +218,13 @@ class Stage2Net(nn.Module):
         """The speaker context (B, S, Dz): cached, or encoded now by the trainable encoder."""
         if self.speaker is None:
             return batch["speaker"]
-        inputs = {k[6:]: v for k, v in batch.items() if k.startswith("chunk_") and k not in CHUNK_INDEX}
+        inputs = {k.removeprefix(SPEAKER): v for k, v in batch.items() if k.startswith(SPEAKER)}  # (B, K, C, …)
         z = encode_chunks(self.speaker, inputs, batch["chunk_valid"], batch["chunk_length"])  # (B, K, C, Dz)
         return chunk_context(z, batch["chunk_offset"], batch["mask"].shape[1])  # (B, S, Dz)
 
     def loss(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> Tensor:
         """``LatentDiffusion.loss`` of the batch's windows."""
         return self.diffusion.loss(batch["x0"], self.context(batch), batch["mask"], batch["prev"], generator=generator)
-
-
-CHUNK_INDEX = ("chunk_frames", "chunk_valid", "chunk_length", "chunk_offset")  # not encoder inputs
 
 
 class Stage2Task:
@@ -307,8 +308,8 @@ class Stage2Task:
         inputs = self.inputs[split]
         chunks = context_chunks(starts, self.before, mask.shape[1], self.cfg.stage2.encode_chunk, spk.shape[1])
         clips = self.speaker_clips[split][items][:, None, None]  # (B, 1, 1)
-        frames = chunks["chunk_frames"]  # (B, K, C)
-        return out | chunks | {f"chunk_{k}": v[clips, frames] for k, v in inputs.items()}  # (B, K, C, …)
+        frames = chunks.pop("chunk_index")  # (B, K, C)
+        return out | chunks | {SPEAKER + k: v[clips, frames] for k, v in inputs.items()}  # (B, K, C, …)
 
     def batch(self, generator: torch.Generator, size: int) -> dict[str, Tensor]:
         N, T = self.latents["train_speaker"].shape[:2]

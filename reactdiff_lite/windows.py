@@ -111,7 +111,7 @@ def context_chunks(start: Tensor, before: int, span: int, chunk: int, frames: in
         start: (B,) long first frames of the windows. before: P. span: P + W + F.
         chunk: C. frames: T, frames per clip.
     Returns:
-        ``chunk_frames`` (B, K, C) long frame indices (clamped into the clip),
+        ``chunk_index`` (B, K, C) long frame indices (clamped into the clip),
         ``chunk_valid`` (B, K) bool (inside the clip and overlapping the context),
         ``chunk_length`` (B, K) long frames of the chunk inside the clip, and
         ``chunk_offset`` (B,) long: slot j is frame ``offset + j`` of the K chunks laid end to end.
@@ -122,7 +122,7 @@ def context_chunks(start: Tensor, before: int, span: int, chunk: int, frames: in
     begin = (first[:, None] + torch.arange(K, device=start.device)) * chunk  # (B, K) first frame of each chunk
     valid = (begin >= 0) & (begin < frames) & (begin < (first_frame + span)[:, None])  # (B, K)
     return {
-        "chunk_frames": (begin[..., None] + torch.arange(chunk, device=start.device)).clamp(0, frames - 1),
+        "chunk_index": (begin[..., None] + torch.arange(chunk, device=start.device)).clamp(0, frames - 1),
         "chunk_valid": valid,
         "chunk_length": (frames - begin).clamp(0, chunk),
         "chunk_offset": first_frame - first * chunk,

@@ -221,8 +221,8 @@ def test_trainable_speaker_encoder_starts_as_the_frozen_latents(world, stage1, t
     assert set(frozen.modules(frozen.net)) == {"autoencoder", "diffusion"}
 
 
-@pytest.mark.parametrize("before", [25, 50])
-def test_chunked_speaker_context_equals_encoding_whole_clips(before):
+@pytest.mark.parametrize("before,video", [(25, False), (50, True)])
+def test_chunked_speaker_context_equals_encoding_whole_clips(before, video):
     """On random people with a short last chunk (T = 130, chunks of 50), the context cut from
     the chunks around each window equals ``window_condition`` on ``encode_latents`` of the
     whole clips, for every start (clip edges included)."""
@@ -232,10 +232,13 @@ def test_chunked_speaker_context_equals_encoding_whole_clips(before):
     from reactdiff_lite.windows import chunk_context, context_chunks, window_condition
 
     torch.manual_seed(0)
-    cfg = AutoencoderConfig(encoder=EncoderConfig(dim=16, n_mels=16), mmt=MMTConfig(heads=2), latent_dim=6)
+    encoder = EncoderConfig(dim=16, n_mels=16, video=video, video_channels=4)
+    cfg = AutoencoderConfig(encoder=encoder, mmt=MMTConfig(heads=2), latent_dim=6)
     enc = LatentEncoder(cfg).eval()
     N, T, W, after, chunk = 3, 130, 50, 25, 50
     person = {"emotion": torch.rand(N, T, 25), "tdmm": torch.randn(N, T, 58), "audio": torch.randn(N, T * 640) * 0.1}
+    if video:
+        person["frames"] = torch.randint(0, 256, (N, T, 8, 8), dtype=torch.uint8)
     enc.normalizer.fit(enc.encode(person))
     whole = encode_latents(enc, person, chunk)  # (N, T, Dz)
     inputs = speaker_inputs(enc, person, chunk)
@@ -246,7 +249,7 @@ def test_chunked_speaker_context_equals_encoding_whole_clips(before):
         whole[items], whole[items], starts, W, before, after, torch.zeros(len(starts), dtype=torch.bool)
     )
     chunks = context_chunks(starts, before, span, chunk, T)
-    frames = chunks["chunk_frames"]
+    frames = chunks["chunk_index"]
     batch = {k: v[items[:, None, None], frames] for k, v in inputs.items()}  # (B, K, C, …)
     with torch.no_grad():
         z = encode_chunks(enc, batch, chunks["chunk_valid"], chunks["chunk_length"])
