@@ -179,6 +179,7 @@ Prediction = Literal["eps", "x0", "v"]
 Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
 FUSIONS = ("attention", "concat", "concat_temporal")
+SpeakerEncoder = Literal["frozen", "trainable"]
 
 
 @dataclass
@@ -250,7 +251,11 @@ class DenoiserConfig:
 
     latent_dim: int = 32  # Dz: channels of the autoencoder's per-frame latent
     window: int = 50  # W: listener frames denoised together
-    context_before: int = 25  # speaker frames before the window; also P, the previous-window frames
+    # P: speaker frames before the window, and the previous listener frames it sees. 50 (2 s)
+    # covers an audio cue's evidence (~0.3 s), the longest reaction lag (~1 s) and the
+    # response (to ~1.5 s after the cue) for every frame of the window; 25 (1 s) misses a cue
+    # 1-1.5 s before the window start. Costs ~5-8 % of stage-2 steps/s, ~18 % of sampling time.
+    context_before: int = 50
     context_after: int = 25  # speaker frames after the window
     dim: int = 128  # transformer width
     depth: int = 3  # transformer blocks
@@ -320,6 +325,13 @@ class Stage2Config:
     online_prob: float = 0.5  # P(hide the speaker frames after the window) per training window
     first_window_prob: float = 0.1  # P(a training window starts at frame 0, with no past), else uniform
     encode_chunk: int = 0  # frames per speaker-encoding chunk; 0 = the stage-1 window
+    # Where the denoiser's speaker condition comes from. "frozen" (the official design): the
+    # frozen stage-1 encoder's normalised latents, cached once. Its loss only rebuilds the
+    # face, so it has no reason to keep audio-only cues. "trainable": a copy of the stage-1
+    # encoder path (modality encoders + MMT + latent head), trained by the diffusion loss,
+    # encoding the speaker chunks of each window on the fly (log-mel/MFCC cached); saved as
+    # "speaker_encoder". The listener targets stay the frozen autoencoder's latents.
+    speaker_encoder: SpeakerEncoder = "frozen"
 
 
 @dataclass

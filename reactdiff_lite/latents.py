@@ -9,6 +9,12 @@ autoencoder (``docs/architecture.md``)::
 ``encode_latents`` is the one place that turns clips into latents (training caches them,
 sampling and evaluation encode the test speakers with it); ``ReactionModel`` holds the
 trained pair and ``load_model`` rebuilds it from a stage-2 checkpoint.
+
+With ``stage2.speaker_encoder: trainable`` the speaker condition comes from E', a copy of
+E trained by the diffusion loss (``c = norm(E'(speaker))``, same chunks); the listener
+latents stay those of the frozen E. In training, E' encodes the chunks around each window
+from cached inputs (``speaker_inputs``: the audio replaced by its log-mel/MFCC features)
+with ``encode_chunks``; in sampling, ``ReactionModel.encode`` uses it on whole clips.
 """
 
 from __future__ import annotations
@@ -25,16 +31,16 @@ from reactdiff_lite.config import TrainConfig, from_dict
 from reactdiff_lite.data.cache import shuffle_audio
 from reactdiff_lite.metrics import binarize_au
 from reactdiff_lite.models import checkpoint as ckpt
-from reactdiff_lite.models.autoencoder import ReactionAutoencoder
+from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.utils import resolve_device
-from reactdiff_lite.windows import PersonSource, rows_and_frames, take_windows
+from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
 
 if TYPE_CHECKING:
     from reactdiff_lite.data.cache import SplitData
 
 
-def model_modalities(autoencoder: ReactionAutoencoder) -> tuple[str, ...]:
+def model_modalities(autoencoder: LatentEncoder) -> tuple[str, ...]:
     """The person keys the autoencoder reads (and the 3DMM it reconstructs)."""
     enc = autoencoder.cfg.encoder
     wanted = {
@@ -48,7 +54,7 @@ def model_modalities(autoencoder: ReactionAutoencoder) -> tuple[str, ...]:
 
 @torch.no_grad()
 def encode_latents(
-    autoencoder: ReactionAutoencoder,
+    autoencoder: LatentEncoder,
     source: PersonSource,
     chunk: int,
     batch_size: int = 64,
@@ -62,7 +68,7 @@ def encode_latents(
     later chunk, which keeps online generation causal at the window level.
 
     Args:
-        autoencoder: the frozen stage-1 model (put in eval mode here).
+        autoencoder: the frozen stage-1 model, or a trained speaker encoder (put in eval mode here).
         source: a person dict of (N, T, …) tensors, or a ``SplitData`` (then one latent per clip).
         chunk: frames per encoded chunk. batch_size: clips per forward pass.
         normalize: apply the autoencoder's ``LatentNormalizer`` (stage 2's latent space).
@@ -87,14 +93,77 @@ def encode_latents(
     return autoencoder.normalizer.normalize(z.to(autoencoder.normalizer.shift.device)).cpu()
 
 
+def _audio(source: PersonSource, rows: Tensor, start: int, length: int) -> Tensor:
+    """Frames ``[start, start + length)`` of the audio of some rows, (b, 640 length) float32."""
+    if isinstance(source, Mapping):
+        return person_window({"audio": source["audio"][rows]}, start, length)["audio"].float()
+    return source.clip_tensor("audio", rows, start, start + length)
+
+
+@torch.no_grad()
+def speaker_inputs(encoder: LatentEncoder, source: PersonSource, chunk: int, batch_size: int = 64) -> dict[str, Tensor]:
+    """What a trainable speaker encoder reads, per clip, with the audio replaced by its features.
+
+    ``AudioFeatures`` has no weights, so its output can be cached: log-mel and MFCC are
+    computed on each aligned chunk's waveform, exactly as ``encode_latents`` computes them
+    from the raw audio of the same chunk (the STFT pads at chunk edges).
+
+    Args:
+        encoder: the stage-1 encoder path (its config says which modalities it reads).
+        source: a person dict of (N, T, …) tensors, or a ``SplitData`` (one row per clip).
+        chunk: frames per encoded chunk. batch_size: rows per audio-feature pass.
+    Returns:
+        per row (N, T, …) on CPU: ``emotion``, ``tdmm`` and ``frames`` (uint8) when read,
+        ``log_mel`` (N, T, n_mels) and ``mfcc`` (N, T, n_mfcc) when audio is on.
+    """
+    enc = encoder.cfg.encoder
+    N, T = rows_and_frames(source)
+    keys = ["emotion"] + ["tdmm"] * enc.tdmm + ["frames"] * enc.video
+    rows = torch.arange(N)
+    out = {k: source[k] if isinstance(source, Mapping) else source.clip_tensor(k, rows) for k in keys}
+    if enc.audio:
+        device, pieces = encoder.tdmm_mean.device, []
+        for start in range(0, T, chunk):
+            length, feats = min(chunk, T - start), []
+            for first in range(0, N, batch_size):
+                part = rows[first : first + batch_size]
+                audio = _audio(source, part, start, length)  # (b, 640 L)
+                feats.append(torch.cat(encoder.encoders.audio_features(audio.to(device)), dim=-1).cpu())
+            pieces.append(torch.cat(feats))  # (N, L, n_mels + n_mfcc)
+        both = torch.cat(pieces, dim=1)  # (N, T, n_mels + n_mfcc)
+        out["log_mel"], out["mfcc"] = both[..., : enc.n_mels], both[..., enc.n_mels :]
+    return out
+
+
+def encode_chunks(encoder: LatentEncoder, inputs: Mapping[str, Tensor], valid: Tensor, length: Tensor) -> Tensor:
+    """Normalised latents of the aligned chunks around some windows, with gradients.
+
+    Args:
+        encoder: the trainable speaker encoder.
+        inputs: person keys of ``speaker_inputs``, each (B, K, C, …): K chunks of C frames per window.
+        valid: (B, K) bool, chunks to encode (inside the clip and needed). length: (B, K)
+            frames of each chunk inside the clip (C except for a short last chunk).
+    Returns:
+        (B, K, C, Dz); zeros for invalid chunks and for frames past a short chunk.
+    """
+    B, K, C = next(iter(inputs.values())).shape[:3]
+    z = torch.zeros(B, K, C, encoder.cfg.latent_dim, device=valid.device)
+    for L in sorted(set(length[valid].tolist())):  # one forward pass per chunk length
+        sel = valid & (length == L)  # (B, K)
+        z[sel, :L] = encoder({k: v[sel][:, :L] for k, v in inputs.items()}).float()  # (n, L, Dz)
+    return z
+
+
 @dataclass
 class ReactionModel:
-    """A trained ReactDiff: frozen autoencoder + latent diffusion + the stage-2 config."""
+    """A trained ReactDiff: frozen autoencoder + latent diffusion + the stage-2 config, and
+    the trained speaker encoder when ``stage2.speaker_encoder`` is ``trainable``."""
 
     autoencoder: ReactionAutoencoder
     diffusion: LatentDiffusion
     config: TrainConfig  # stage 2, with the autoencoder's config and the sampling defaults
     device: torch.device
+    speaker_encoder: LatentEncoder | None = None  # None: the speaker is encoded by the frozen autoencoder
 
     @property
     def window(self) -> int:
@@ -106,8 +175,13 @@ class ReactionModel:
         return self.config.stage2.encode_chunk
 
     def encode(self, person: PersonSource, batch_size: int = 64) -> Tensor:
-        """Normalised latents (N, T, Dz) on CPU of a person batch or of every clip of a split."""
-        return encode_latents(self.autoencoder, person, self.encode_chunk, batch_size, device=self.device)
+        """Speaker-condition latents (N, T, Dz) on CPU of a person batch or of every clip of a split.
+
+        The trained speaker encoder's when there is one, else the frozen autoencoder's
+        (then they are also the listener latent space).
+        """
+        encoder = self.autoencoder if self.speaker_encoder is None else self.speaker_encoder
+        return encode_latents(encoder, person, self.encode_chunk, batch_size, device=self.device)
 
     def speaker_latents(self, split: SplitData) -> Tensor:
         """Normalised latents (N, T, Dz) of every item's speaker (each clip encoded once; with
@@ -150,8 +224,9 @@ def read_training_config(path: str | Path, payload: Mapping) -> TrainConfig:
 def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> ReactionModel:
     """A stage-2 checkpoint (``best.pt`` or ``last.pt`` of a stage-2 run) -> ``ReactionModel``.
 
-    The checkpoint embeds the frozen autoencoder, so nothing else is read. Both networks
-    are in eval mode on ``device``, the diffusion model with its EMA weights.
+    The checkpoint embeds the frozen autoencoder (and the trained speaker encoder), so
+    nothing else is read. Every network is in eval mode on ``device``, the trained ones with
+    their EMA weights.
     """
     payload = ckpt.read_checkpoint(checkpoint)
     cfg = read_training_config(checkpoint, payload)
@@ -162,8 +237,13 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> R
             "configs/stage2_default.yaml)"
         )
     autoencoder, diffusion = ReactionAutoencoder(cfg.autoencoder), LatentDiffusion(cfg.diffusion)
-    weights = "diffusion_ema" if "diffusion_ema" in payload["modules"] else "diffusion"
-    ckpt.load_modules(checkpoint, {"autoencoder": autoencoder}, payload)
-    ckpt.load_modules(checkpoint, {weights: diffusion}, payload)
+    parts = {"autoencoder": autoencoder, "diffusion": diffusion}
+    speaker = None
+    if cfg.stage2.speaker_encoder == "trainable":
+        parts["speaker_encoder"] = speaker = LatentEncoder(cfg.autoencoder)
+    for name, module in parts.items():
+        weights = f"{name}_ema" if f"{name}_ema" in payload["modules"] else name  # last.pt holds both
+        ckpt.load_modules(checkpoint, {weights: module}, payload)
     device = resolve_device(device)
-    return ReactionModel(autoencoder.to(device).eval(), diffusion.to(device).eval(), cfg, device)
+    speaker = None if speaker is None else speaker.to(device).eval()
+    return ReactionModel(autoencoder.to(device).eval(), diffusion.to(device).eval(), cfg, device, speaker)

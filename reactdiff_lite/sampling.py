@@ -8,7 +8,9 @@ autoencoder, then decoded to emotion (25) and 3DMM (58)::
     ŷ      = D(denorm([z^(0), z^(1), …]))                   emotion (N, K, T, 25), 3DMM (N, K, T, 58)
 
 with P = ``context_before`` speaker frames (and as many previously generated listener
-frames) before the window and F = ``context_after`` speaker frames after it.
+frames) before the window and F = ``context_after`` speaker frames after it. E is the
+frozen stage-1 encoder, or the speaker encoder trained with the denoiser when
+``stage2.speaker_encoder`` is ``trainable`` (``ReactionModel.encode`` picks it).
 
 - **Offline** (REACT task 1): the whole speaker clip is known; window w sees the F future
   speaker frames after it.

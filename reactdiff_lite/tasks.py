@@ -10,7 +10,10 @@ batch, how to score the validation split and what to store:
 - ``Stage2Task``: the ``LatentDiffusion`` on cached normalised latents of the frozen
   autoencoder, loss ``LatentDiffusion.loss`` on random listener windows with their
   speaker context (``windows.window_condition``). Its effective config is resolved from
-  the stage-1 checkpoint by the pure function ``resolve_stage2``.
+  the stage-1 checkpoint by the pure function ``resolve_stage2``. With
+  ``stage2.speaker_encoder: trainable`` it also trains a speaker encoder (a copy of the
+  stage-1 encoder path) that encodes the context's aligned chunks on the fly
+  (``Stage2Net``); the listener targets stay the cached frozen latents.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ from torch import Tensor, nn
 
 from reactdiff_lite.config import AutoencoderConfig, ConfigError, TrainConfig, from_dict, stage_dict
 from reactdiff_lite.distributed import ProcessInfo
-from reactdiff_lite.latents import encode_latents, model_modalities
+from reactdiff_lite.latents import encode_chunks, encode_latents, model_modalities, speaker_inputs
 from reactdiff_lite.models import checkpoint as ckpt
-from reactdiff_lite.models.autoencoder import ReactionAutoencoder
+from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.utils import Seed, atomic_torch_save, derive_seed
-from reactdiff_lite.windows import listener_target, take_windows, window_condition
+from reactdiff_lite.windows import chunk_context, context_chunks, listener_target, take_windows, window_condition
 
 LossFn = Callable[[nn.Module, dict, torch.Generator], tuple[Tensor, dict]]
 
@@ -39,7 +42,7 @@ LossFn = Callable[[nn.Module, dict, torch.Generator], tuple[Tensor, dict]]
 class StageTask(Protocol):
     """One training stage, as the loop sees it."""
 
-    name: str  # the trained module's name in checkpoints ("autoencoder", "diffusion")
+    name: str  # what the stage trains, for plots ("autoencoder", "diffusion")
     net: nn.Module  # the trained network
     objective: nn.Module  # ``objective(batch, generator) -> (loss, logs)``: what DDP wraps
 
@@ -49,8 +52,11 @@ class StageTask(Protocol):
     def val_loss(self, net: nn.Module) -> float:
         """Mean loss of ``net`` on the fixed validation windows (deterministic)."""
 
+    def parts(self, net: nn.Module) -> dict[str, nn.Module]:
+        """The trained parts of ``net`` (or of its EMA copy) by checkpoint name."""
+
     def modules(self, net: nn.Module) -> dict[str, nn.Module]:
-        """Every part a checkpoint must hold, with ``net`` as the trained one."""
+        """Every part a checkpoint must hold: the frozen ones and ``parts(net)``."""
 
     def config(self) -> dict[str, Any]:
         """The config a checkpoint stores (``config.stage_dict``)."""
@@ -136,8 +142,11 @@ class Stage1Task:
             total, n = total + float(loss) * len(b["emotion"]), n + len(b["emotion"])
         return total / n
 
-    def modules(self, net: nn.Module) -> dict[str, nn.Module]:
+    def parts(self, net: nn.Module) -> dict[str, nn.Module]:
         return {"autoencoder": net}
+
+    def modules(self, net: nn.Module) -> dict[str, nn.Module]:
+        return self.parts(net)
 
     def config(self) -> dict[str, Any]:
         return stage_dict(self.cfg)
@@ -184,8 +193,45 @@ def resolve_stage2(cfg: TrainConfig, stage1_config: Mapping[str, Any], where: st
     )
 
 
+SPEAKER = "speaker/"  # batch-key prefix of the trainable speaker encoder's chunk inputs
+
+
+class Stage2Net(nn.Module):
+    """What stage 2 trains: the latent diffusion model and, with ``stage2.speaker_encoder:
+    trainable``, the speaker encoder whose latents the denoiser reads.
+
+    A batch holds the listener target ``x0`` (B, W, Dz), the context ``mask`` (B, S) and the
+    previous frames ``prev`` (B, P, Dz), and either the cached speaker context ``speaker``
+    (B, S, Dz) (frozen) or the inputs of the aligned chunks around each window,
+    ``speaker/<key>`` (B, K, C, …) with ``windows.context_chunks``' ``chunk_valid``,
+    ``chunk_length`` and ``chunk_offset`` (trainable).
+    """
+
+    def __init__(self, diffusion: LatentDiffusion, speaker: LatentEncoder | None = None):
+        super().__init__()
+        self.diffusion = diffusion
+        self.speaker = speaker
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The trained parts by checkpoint name."""
+        return {"diffusion": self.diffusion} | ({} if self.speaker is None else {"speaker_encoder": self.speaker})
+
+    def context(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """The speaker context (B, S, Dz): cached, or encoded now by the trainable encoder."""
+        if self.speaker is None:
+            return batch["speaker"]
+        inputs = {k.removeprefix(SPEAKER): v for k, v in batch.items() if k.startswith(SPEAKER)}  # (B, K, C, …)
+        z = encode_chunks(self.speaker, inputs, batch["chunk_valid"], batch["chunk_length"])  # (B, K, C, Dz)
+        return chunk_context(z, batch["chunk_offset"], batch["mask"].shape[1])  # (B, S, Dz)
+
+    def loss(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> Tensor:
+        """``LatentDiffusion.loss`` of the batch's windows."""
+        return self.diffusion.loss(batch["x0"], self.context(batch), batch["mask"], batch["prev"], generator=generator)
+
+
 class Stage2Task:
-    """Latent diffusion on cached normalised latents of the frozen autoencoder."""
+    """Latent diffusion on cached normalised latents of the frozen autoencoder (and, when
+    trainable, a speaker encoder fed with cached per-clip inputs)."""
 
     name = "diffusion"
 
@@ -198,17 +244,31 @@ class Stage2Task:
             )
         payload = ckpt.read_checkpoint(stage1)
         self.cfg = cfg = resolve_stage2(cfg, payload["config"], str(stage1))
-        self.device = device
+        self.device, self._splits = device, {}
         self.ae = ReactionAutoencoder(cfg.autoencoder)
         ckpt.load_modules(stage1, {"autoencoder": self.ae}, payload)
         self.ae.to(device).eval().requires_grad_(False)
         den = cfg.diffusion.denoiser
         self.window, self.before, self.after = den.window, den.context_before, den.context_after
         self.latents = self._latents(stage1, proc)
-        self.net = LatentDiffusion(cfg.diffusion).to(device)
+        trainable = cfg.stage2.speaker_encoder == "trainable"
+        diffusion = LatentDiffusion(cfg.diffusion)
+        self.net = Stage2Net(diffusion, LatentEncoder.from_autoencoder(self.ae) if trainable else None).to(device)
+        self.inputs: dict[str, dict[str, Tensor]] = {}  # per split: what the trainable encoder reads, per clip
+        self.speaker_clips: dict[str, Tensor] = {}  # per split: (N,) clip of each item's speaker
+        if trainable:
+            for name in ("train", "val"):
+                self.inputs[name] = speaker_inputs(self.ae, self._split(name), cfg.stage2.encode_chunk)
+                self.speaker_clips[name] = self._split(name).speaker_index
+        self._splits.clear()  # keep only the caches, not the decoded clips (raw audio)
         self.objective = Objective(self.net, self._loss)
         N, T = self.latents["val_speaker"].shape[:2]
         self.val_items, self.val_starts = val_windows(N, T, self.window, cfg.run.val_windows)
+
+    def _split(self, name: str):
+        if name not in self._splits:
+            self._splits[name] = load_training_split(self.cfg, name, model_modalities(self.ae))
+        return self._splits[name]
 
     def _cache_key(self, stage1: Path) -> str:
         """Changes when the stage-1 weights, the chunk or the data (split lists, manifest) change."""
@@ -223,8 +283,7 @@ class Stage2Task:
         chunk, key = self.cfg.stage2.encode_chunk, self._cache_key(stage1)
         path = Path(self.cfg.run.out) / "latents.pt"
         if proc.main and not (path.exists() and torch.load(path, weights_only=True).get("key") == key):
-            mods = model_modalities(self.ae)
-            splits = {name: load_training_split(self.cfg, name, mods) for name in ("train", "val")}
+            splits = {name: self._split(name) for name in ("train", "val")}
             if not bool(self.ae.normalizer.fitted):  # a stage-1 run stopped before its end
                 z = encode_latents(self.ae, splits["train"], chunk, normalize=False, device=self.device)
                 self.ae.normalizer.fit(z)
@@ -238,14 +297,21 @@ class Stage2Task:
         self.ae.normalizer.load_state_dict(cached["normalizer"])
         return cached
 
-    def _loss(self, net: LatentDiffusion, b: dict[str, Tensor], g: torch.Generator) -> tuple[Tensor, dict]:
-        loss = net.loss(b["x0"], b["speaker"], b["mask"], b["prev"], generator=g)
+    def _loss(self, net: Stage2Net, b: dict[str, Tensor], g: torch.Generator) -> tuple[Tensor, dict]:
+        loss = net.loss(b, g)
         return loss, {"mse": float(loss.detach())}
 
     def _windows(self, split: str, items: Tensor, starts: Tensor, online: Tensor) -> dict[str, Tensor]:
         spk, lst = self.latents[f"{split}_speaker"][items], self.latents[f"{split}_listener"][items]  # (B, T, Dz)
         context, mask, prev = window_condition(spk, lst, starts, self.window, self.before, self.after, online)
-        return {"x0": listener_target(lst, starts, self.window), "speaker": context, "mask": mask, "prev": prev}
+        out = {"x0": listener_target(lst, starts, self.window), "mask": mask, "prev": prev}
+        if not self.inputs:
+            return out | {"speaker": context}
+        inputs = self.inputs[split]
+        chunks = context_chunks(starts, self.before, mask.shape[1], self.cfg.stage2.encode_chunk, spk.shape[1])
+        clips = self.speaker_clips[split][items][:, None, None]  # (B, 1, 1)
+        frames = chunks.pop("chunk_index")  # (B, K, C)
+        return out | chunks | {SPEAKER + k: v[clips, frames] for k, v in inputs.items()}  # (B, K, C, …)
 
     def batch(self, generator: torch.Generator, size: int) -> dict[str, Tensor]:
         N, T = self.latents["train_speaker"].shape[:2]
@@ -263,12 +329,14 @@ class Stage2Task:
         for i in range(0, len(self.val_items), size):
             items, starts = self.val_items[i : i + size], self.val_starts[i : i + size]
             b = _on(self._windows("val", items, starts, torch.zeros(len(items), dtype=torch.bool)), self.device)
-            loss = net.loss(b["x0"], b["speaker"], b["mask"], b["prev"], generator=g)
-            total, n = total + float(loss) * len(items), n + len(items)
+            total, n = total + float(net.loss(b, g)) * len(items), n + len(items)
         return total / n
 
+    def parts(self, net: nn.Module) -> dict[str, nn.Module]:
+        return net.parts()
+
     def modules(self, net: nn.Module) -> dict[str, nn.Module]:
-        return {"autoencoder": self.ae, "diffusion": net}
+        return {"autoencoder": self.ae, **net.parts()}
 
     def config(self) -> dict[str, Any]:
         return stage_dict(self.cfg)

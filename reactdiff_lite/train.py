@@ -173,11 +173,10 @@ class Trainer:
 
     def save(self, path: Path, live: bool) -> None:
         """``best.pt`` (EMA weights) or, with ``live``, ``last.pt``: everything needed to continue."""
-        net, ema, name = self.task.net, self.ema.module, self.task.name
-        modules = self.task.modules(ema)
+        modules = self.task.modules(self.ema.module)
         extra: dict[str, Any] = {"step": self.step, "best_val": self.best_val, "stage": self.cfg.stage}
         if live:
-            modules = {**modules, name: net, f"{name}_ema": ema}
+            modules = {**modules, **self._live_parts()}
             extra |= {
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
@@ -185,14 +184,18 @@ class Trainer:
             }
         ckpt.save_checkpoint(path, modules, self.task.config(), **extra)
 
+    def _live_parts(self) -> dict[str, nn.Module]:
+        """Each trained part under its name (live weights) and ``<name>_ema`` (the average)."""
+        ema = {f"{k}_ema": m for k, m in self.task.parts(self.ema.module).items()}
+        return {**self.task.parts(self.task.net), **ema}
+
     def restore(self) -> None:
         """Continue from ``last.pt``: weights, EMA, optimiser, schedule, scaler and step."""
         last = self.run / "last.pt"
         if not last.exists():
             raise UserError(f"--resume: {last} does not exist (no checkpoint to continue from); drop --resume")
         payload = ckpt.read_checkpoint(last, self.device)
-        name = self.task.name
-        ckpt.load_modules(last, {name: self.task.net, f"{name}_ema": self.ema.module}, payload)
+        ckpt.load_modules(last, self._live_parts(), payload)
         extra = payload["extra"]
         self.optimizer.load_state_dict(extra["optimizer"])
         self.schedule.load_state_dict(extra["schedule"])

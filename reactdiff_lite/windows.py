@@ -97,3 +97,39 @@ def window_condition(
 def listener_target(listener: Tensor, start: Tensor, window: int) -> Tensor:
     """The listener latents of each window: (B, T, Dz), (B,) -> (B, W, Dz)."""
     return gather_frames(listener, start[:, None] + torch.arange(window, device=start.device)[None])
+
+
+def context_chunks(start: Tensor, before: int, span: int, chunk: int, frames: int) -> dict[str, Tensor]:
+    """The aligned encoding chunks that cover each window's speaker context.
+
+    Context slot j of the window starting at s is speaker frame s − P + j (j < span = P + W + F).
+    The speaker is encoded in aligned chunks of C frames, ``[cC, (c+1)C)``, as in
+    ``latents.encode_latents``; the chunks c0 … c0 + K − 1, c0 = ⌊(s − P) / C⌋, cover the
+    context, with K = ⌈(span − 1) / C⌉ + 1 the most any start needs.
+
+    Args:
+        start: (B,) long first frames of the windows. before: P. span: P + W + F.
+        chunk: C. frames: T, frames per clip.
+    Returns:
+        ``chunk_index`` (B, K, C) long frame indices (clamped into the clip),
+        ``chunk_valid`` (B, K) bool (inside the clip and overlapping the context),
+        ``chunk_length`` (B, K) long frames of the chunk inside the clip, and
+        ``chunk_offset`` (B,) long: slot j is frame ``offset + j`` of the K chunks laid end to end.
+    """
+    K = (span + chunk - 2) // chunk + 1
+    first_frame = start - before  # (B,)
+    first = torch.div(first_frame, chunk, rounding_mode="floor")  # c0, (B,)
+    begin = (first[:, None] + torch.arange(K, device=start.device)) * chunk  # (B, K) first frame of each chunk
+    valid = (begin >= 0) & (begin < frames) & (begin < (first_frame + span)[:, None])  # (B, K)
+    return {
+        "chunk_index": (begin[..., None] + torch.arange(chunk, device=start.device)).clamp(0, frames - 1),
+        "chunk_valid": valid,
+        "chunk_length": (frames - begin).clamp(0, chunk),
+        "chunk_offset": first_frame - first * chunk,
+    }
+
+
+def chunk_context(z: Tensor, offset: Tensor, span: int) -> Tensor:
+    """The speaker context from the latents of its chunks: (B, K, C, Dz), (B,) -> (B, span, Dz)."""
+    flat = z.flatten(1, 2)  # (B, K C, Dz), the chunks end to end
+    return gather_frames(flat, offset[:, None] + torch.arange(span, device=offset.device)[None])

@@ -59,8 +59,26 @@ def trained(smoke_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def trained_speaker(trained):
+    """The same stage 1, and a stage 2 with a trainable speaker encoder beside the frozen one."""
+    world, best = trained
+    runs = Path(best).parent.parent
+    common = [f"data.root={world}", "run.progress=false", "optim.steps=4", "optim.batch_size=8"]
+    tiny = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
+    mode = ["stage2.speaker_encoder=trainable", f"run.out={runs / 'stage2_trainable'}"]
+    return world, train(load_config(ROOT / "configs/stage2_smoke.yaml", common + tiny + mode))
+
+
+@pytest.fixture(scope="module")
 def model(trained):
     return load_model(trained[1], "cpu")
+
+
+@pytest.fixture(scope="module")
+def speaker_model(trained_speaker):
+    model = load_model(trained_speaker[1], "cpu")
+    assert model.speaker_encoder is not None
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +162,13 @@ def _changed_after(person: dict, frame: int, seed: int = 0) -> dict:
     return out
 
 
+@pytest.mark.parametrize("kind", ["model", "speaker_model"])
 @pytest.mark.parametrize("window", [0, 1])
-def test_online_window_never_sees_later_speaker_frames(model, speakers, window):
+def test_online_window_never_sees_later_speaker_frames(kind, speakers, window, request):
     """Online: changing the speaker after window w leaves windows 0..w unchanged, bit for bit.
-    Offline (the control): window w sees the speaker frames after it, so it changes."""
+    Offline (the control): window w sees the speaker frames after it, so it changes. Also
+    with a trainable speaker encoder (it encodes the same aligned chunks)."""
+    model = request.getfixturevalue(kind)
     end = (window + 1) * W
     changed = _changed_after(speakers, end)
     online = [generate(model, s, k=2, steps=3, online=True)["latent"] for s in (speakers, changed)]
@@ -175,8 +196,9 @@ def test_window_condition_masks_edges_and_the_online_future():
     assert torch.equal(prev[1, :, 0], -(torch.arange(35, 60, dtype=torch.float32) + 1))
 
 
-def test_cli_sample_writes_predictions(trained, tmp_path):
-    world, best = trained
+@pytest.mark.parametrize("run", ["trained", "trained_speaker"])
+def test_cli_sample_writes_predictions(run, tmp_path, request):
+    world, best = request.getfixturevalue(run)
     out = tmp_path / "preds.npz"
     assert (
         main(

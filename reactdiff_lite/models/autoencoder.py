@@ -104,26 +104,34 @@ class LatentNormalizer(nn.Module):
         return n * self.scale + self.shift  # (..., Dz)
 
 
-class ReactionAutoencoder(nn.Module):
-    """Stage-1 autoencoder: person behaviour <-> per-frame latent (see the module docstring).
+class LatentEncoder(nn.Module):
+    """The encoder path of stage 1: person behaviour -> per-frame latent (B, T, Dz).
 
-    ``forward(person, generator)`` is ``loss(person, generator)``, so the model can be
-    wrapped in ``DistributedDataParallel`` and trained with ``model(person)``.
+    Modality encoders + MMT + latent head, with the 3DMM standardisation and the
+    ``LatentNormalizer`` as buffers. ``ReactionAutoencoder`` adds the decoder; stage 2's
+    trainable speaker encoder (``stage2.speaker_encoder: trainable``) is a ``LatentEncoder``
+    copied from the stage-1 autoencoder (``from_autoencoder``), so at initialisation it
+    gives exactly the frozen speaker latents.
     """
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.cfg = cfg
-        d, dz, h = cfg.encoder.dim, cfg.latent_dim, cfg.decoder_hidden
+        d, dz = cfg.encoder.dim, cfg.latent_dim
         self.encoders = ModalityEncoders(cfg.encoder)
         self.mmt = MultiModalityTransformer(cfg.mmt, cfg.encoder)
         self.to_latent = nn.Linear(d, 2 * dz if cfg.variational else dz)  # mean (and log-variance)
-        self.decoder = nn.Sequential(
-            nn.Linear(dz, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, EMOTION_DIM + TDMM_DIM)
-        )
         self.register_buffer("tdmm_mean", torch.zeros(TDMM_DIM))
         self.register_buffer("tdmm_std", torch.ones(TDMM_DIM))
         self.normalizer = LatentNormalizer(dz, cfg.latent_norm)
+
+    @classmethod
+    def from_autoencoder(cls, autoencoder: LatentEncoder) -> LatentEncoder:
+        """A trainable copy of ``autoencoder``'s encoder path (weights, 3DMM and latent statistics)."""
+        encoder = cls(autoencoder.cfg).to(autoencoder.tdmm_mean.device)
+        own = encoder.state_dict()
+        encoder.load_state_dict({k: v for k, v in autoencoder.state_dict().items() if k in own}, strict=True)
+        return encoder.requires_grad_(True)
 
     @torch.no_grad()
     def fit_tdmm_statistics(self, tdmm: Tensor) -> None:
@@ -151,6 +159,25 @@ class ReactionAutoencoder(nn.Module):
     def encode(self, person: dict[str, Tensor]) -> Tensor:
         """Deterministic latent (B, T, Dz): the posterior mean when variational."""
         return self.posterior(person)[0]
+
+    def forward(self, person: dict[str, Tensor]) -> Tensor:
+        """Normalised latent (B, T, Dz): stage 2's latent space."""
+        return self.normalizer.normalize(self.encode(person))
+
+
+class ReactionAutoencoder(LatentEncoder):
+    """Stage-1 autoencoder: person behaviour <-> per-frame latent (see the module docstring).
+
+    ``forward(person, generator)`` is ``loss(person, generator)``, so the model can be
+    wrapped in ``DistributedDataParallel`` and trained with ``model(person)``.
+    """
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__(cfg)
+        dz, h = cfg.latent_dim, cfg.decoder_hidden
+        self.decoder = nn.Sequential(
+            nn.Linear(dz, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, EMOTION_DIM + TDMM_DIM)
+        )
 
     def decode_raw(self, z: Tensor) -> dict[str, Tensor]:
         """Unsquashed decoder heads: ``au`` logits (B, T, 15), ``va`` (B, T, 2) in [-1, 1],

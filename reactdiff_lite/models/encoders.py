@@ -144,7 +144,9 @@ class ModalityEncoders(nn.Module):
     def forward(self, person: dict[str, Tensor]) -> dict[str, Tensor]:
         """Args:
             person: ``emotion (B, T, 25)``; ``tdmm (B, T, 58)``, ``audio (B, 640 T)`` and
-                ``frames (B, T, H, W)`` uint8 when those modalities are on.
+                ``frames (B, T, H, W)`` uint8 when those modalities are on. Instead of
+                ``audio``, its features ``log_mel (B, T, n_mels)`` and ``mfcc (B, T, n_mfcc)``
+                (what ``AudioFeatures`` computes) may be given.
         Returns: ``{stream name: (B, T, D)}`` in ``cfg.streams`` order.
         """
         check_person(person, self.cfg)
@@ -155,7 +157,10 @@ class ModalityEncoders(nn.Module):
         if self.cfg.video:
             streams["video"] = self.video(person["frames"])
         if self.cfg.audio:
-            log_mel, mfcc = self.audio_features(person["audio"])
+            if "log_mel" in person:  # precomputed by ``AudioFeatures`` (stage 2 caches them)
+                log_mel, mfcc = person["log_mel"].float(), person["mfcc"].float()
+            else:
+                log_mel, mfcc = self.audio_features(person["audio"])
             streams["logmel"], streams["mfcc"] = self.logmel(log_mel), self.mfcc(mfcc)
         return streams
 
@@ -168,16 +173,19 @@ def check_person(person: dict[str, Tensor], cfg: EncoderConfig) -> None:
     if emotion.dim() != 3 or emotion.shape[-1] != EMOTION_DIM:
         raise ValueError(f"person['emotion'] has shape {tuple(emotion.shape)}, expected (B, T, {EMOTION_DIM})")
     b, t = emotion.shape[:2]
+    features = cfg.audio and "log_mel" in person  # precomputed audio features instead of audio
     want = {
         "tdmm": (cfg.tdmm, (b, t, TDMM_DIM)),
-        "audio": (cfg.audio, (b, t * SAMPLES_PER_FRAME)),
+        "audio": (cfg.audio and not features, (b, t * SAMPLES_PER_FRAME)),
+        "log_mel": (features, (b, t, cfg.n_mels)),
+        "mfcc": (features, (b, t, cfg.n_mfcc)),
         "frames": (cfg.video, None),
     }
     for key, (on, shape) in want.items():
         if not on:
             continue
         if key not in person:
-            flag = {"frames": "video"}.get(key, key)
+            flag = {"frames": "video", "log_mel": "audio", "mfcc": "audio"}.get(key, key)
             raise ValueError(f"person dict has no {key!r} but EncoderConfig.{flag}=True (keys: {sorted(person)})")
         x = person[key]
         if key == "frames":
