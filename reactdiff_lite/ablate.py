@@ -13,7 +13,11 @@ the same world and the same step budget, plus one change:
   time as the MMT has (the control that also mixes across time);
 - **MMT, shuffled audio**: the same architecture, every clip given another clip's audio in
   training and test (``data.shuffle_audio``): audio made uninformative;
-- **audio off**: no acoustic class (this also removes the inter-class step).
+- **audio off**: no acoustic class (this also removes the inter-class step);
+- **MMT, trainable speaker encoder**: the speaker condition comes from a copy of the stage-1
+  encoder trained by the diffusion loss (``stage2.speaker_encoder=trainable``) instead of
+  the frozen one; a frozen encoder trained to reconstruct the face has no reason to keep
+  what only the voice says.
 
 The key contrasts run with ``seeds`` training seeds; the other variants with one. Every run
 evaluates K reactions per test item; per-item scores are averaged over seeds, then 95 %
@@ -49,14 +53,16 @@ VARIANTS = {  # name: config overrides of both stages' preset configs
     "concat + temporal attention": ("autoencoder.mmt.fusion=concat_temporal",),
     "MMT, shuffled audio": ("data.shuffle_audio=true",),
     "audio off": ("autoencoder.encoder.audio=false",),
+    "MMT, trainable speaker encoder": ("stage2.speaker_encoder=trainable",),
 }
 CONTRASTS = (  # (A, B): the claims, each tested as A − B item by item
     ("MMT", "concat + temporal attention"),
     ("MMT", "MMT, shuffled audio"),
     ("MMT", "concat"),
     ("MMT", "audio off"),
+    ("MMT, trainable speaker encoder", "MMT"),
 )
-KEY_VARIANTS = ("MMT", "concat + temporal attention", "MMT, shuffled audio")  # run with every seed
+KEY_VARIANTS = ("MMT", "concat + temporal attention", "MMT, shuffled audio", "MMT, trainable speaker encoder")
 SCORED = ("FRCorr", "FRDist", "FRDiv")
 
 
