@@ -58,11 +58,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from reactdiff_lite.config import ConfigError, OptimConfig, TrainConfig, check_config, load_config
+from reactdiff_lite.config import ConfigError, OptimConfig, TrainConfig, check_config, load_config, stage_dict
 from reactdiff_lite.distributed import ProcessInfo
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.plots import plot_losses
-from reactdiff_lite.tasks import StageTask, make_task
+from reactdiff_lite.tasks import StageTask, make_task, resolve_stage2
 from reactdiff_lite.utils import Seed, UserError, atomic_write_text, derive_seed, resolve_device
 
 __all__ = ["train", "load_config", "TrainingDiverged", "lr_factor", "EMA", "parameter_groups", "read_log", "cli_train"]
@@ -445,8 +445,36 @@ def train_preset(
 
     ensure_dataset(s1.data.root, preset, world_seed)
     lap("data")
-    train(s1)
+    train_once(s1)
     lap("stage1")
-    best = train(s2)
+    best = train_once(s2)
     lap("stage2")
     return best
+
+
+def train_once(cfg: TrainConfig) -> Path:
+    """:func:`train`, unless ``run.out`` already holds a finished run of this config (its
+    ``last.pt`` reached ``optim.steps`` with the same config): then its ``best.pt``.
+
+    What makes long multi-run commands (ablations, comparisons) resumable run by run."""
+    run = Path(cfg.run.out)
+    last, best = run / "last.pt", run / "best.pt"
+    if not (last.exists() and best.exists()):
+        return train(cfg)
+    if cfg.stage == 2:  # stored configs are resolved against the stage-1 checkpoint
+        stage1 = run / cfg.stage2.stage1_checkpoint
+        cfg = resolve_stage2(cfg, ckpt.read_checkpoint(stage1)["config"], str(stage1))
+    payload = ckpt.read_checkpoint(last)
+    finished = payload["extra"].get("step") == cfg.optim.steps
+    return best if finished and _what_matters(payload["config"]) == _what_matters(stage_dict(cfg)) else train(cfg)
+
+
+def _what_matters(config: dict) -> dict:
+    """A stored config without where it ran (paths, device, progress bars)."""
+    where = {"data": ("root", "cache_dir"), "run": ("out", "device", "progress"), "stage2": ("stage1_checkpoint",)}
+    return {
+        section: {k: v for k, v in values.items() if k not in where.get(section, ())}
+        if isinstance(values, dict)
+        else values
+        for section, values in config.items()
+    }

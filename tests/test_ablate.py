@@ -33,3 +33,16 @@ def test_smoke_ablation_two_variants_then_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(ablate, "train_preset", no_training)
     again = ablate.run_ablation("smoke", out, seeds=1, variants=tuple(VARIANTS), progress=False)
     assert again.split("Provenance")[0] == md.split("Provenance")[0]  # read back, not retrained
+
+
+def test_a_finished_run_is_not_trained_again_but_a_changed_one_is(tmp_path, monkeypatch):
+    from reactdiff_lite import train as train_module
+
+    train_module.train_preset("smoke", tmp_path / "run", progress=False)
+    stages = []
+    original = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda cfg, resume=False: stages.append(cfg.stage) or original(cfg))
+    train_module.train_preset("smoke", tmp_path / "run", progress=False)
+    assert stages == []  # both stages finished with the same config: read back
+    train_module.train_preset("smoke", tmp_path / "run", progress=False, extra=("diffusion.cond_drop_prob=0.2",))
+    assert stages == [2]  # stage 2 changed, stage 1 did not
