@@ -13,18 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_AE
 
 from reactdiff_lite.cli import build_parser, error_line, main
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE1_CONFIG = ROOT / "configs" / "stage1_smoke.yaml"
-TINY_AE = [
-    "autoencoder.latent_dim=8",
-    "autoencoder.decoder_hidden=16",
-    "autoencoder.encoder.dim=16",
-    "autoencoder.encoder.n_mels=16",
-    "autoencoder.mmt.heads=2",
-]
 
 
 def user_error(capsys, command: str, *argv: str) -> str:

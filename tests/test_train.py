@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tiny import tiny_config
 
 from reactdiff_lite.config import ConfigError
 from reactdiff_lite.models import checkpoint as ckpt
@@ -23,15 +24,6 @@ from reactdiff_lite.utils import UserError
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
-TINY_AE = [
-    "autoencoder.latent_dim=8",
-    "autoencoder.decoder_hidden=16",
-    "autoencoder.encoder.dim=16",
-    "autoencoder.encoder.n_mels=16",
-    "autoencoder.mmt.heads=2",
-]
-TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
-
 
 @pytest.fixture(scope="module")
 def world(smoke_data) -> Path:
@@ -39,39 +31,11 @@ def world(smoke_data) -> Path:
 
 
 def stage1_cfg(world: Path, out: Path, *extra: str):
-    return load_config(
-        CONFIGS / "stage1_smoke.yaml",
-        [
-            f"data.root={world}",
-            f"run.out={out}",
-            "run.progress=false",
-            "run.log_every=1",
-            "optim.steps=6",
-            "optim.batch_size=8",
-            "run.eval_every=3",
-            "run.ckpt_every=3",
-            *TINY_AE,
-            *extra,
-        ],
-    )
+    return tiny_config(1, world, out, *extra)
 
 
 def stage2_cfg(world: Path, out: Path, *extra: str):
-    return load_config(
-        CONFIGS / "stage2_smoke.yaml",
-        [
-            f"data.root={world}",
-            f"run.out={out}",
-            "run.progress=false",
-            "run.log_every=1",
-            "optim.steps=6",
-            "optim.batch_size=8",
-            "run.eval_every=3",
-            "run.ckpt_every=3",
-            *TINY_DIFF,
-            *extra,
-        ],
-    )
+    return tiny_config(2, world, out, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,8 @@ class LatentDiffusion(nn.Module):
         sampler: Sampler = "ddim",
         generator: torch.Generator | None = None,
         x_T: Tensor | None = None,
-    ) -> Tensor:
+        trajectory: bool = False,
+    ) -> Tensor | Trajectory:
         """Generate listener latent windows (B, W, Dz) for speaker latents (B, S, Dz).
 
         Args:
@@ -127,32 +128,19 @@ class LatentDiffusion(nn.Module):
             spacing: timestep spacing; "trailing" starts at t = T − 1, the level x_T ~ N(0, I)
                 actually matches (Lin et al. 2023), so it is our default.
             generator: draws x_T (unless given) and the per-step noise.
+            trajectory: return the whole :class:`Trajectory` (every x_t and x̂0), not only x_0.
         """
         model_fn, x_T, timesteps, options = self._run(
             speaker, speaker_mask, prev, steps, eta, guidance, spacing, sampler, generator, x_T
         )
-        return sample_loop(model_fn, self.schedule, x_T, timesteps, **options)
+        loop = sample_trajectory if trajectory else sample_loop
+        return loop(model_fn, self.schedule, x_T, timesteps, **options)
 
-    @torch.no_grad()
     def sample_trajectory(
-        self,
-        speaker: Tensor,
-        speaker_mask: Tensor | None = None,
-        prev: Tensor | None = None,
-        *,
-        steps: int = 50,
-        eta: float = 0.0,
-        guidance: float = 1.0,
-        spacing: Spacing = "trailing",
-        sampler: Sampler = "ddim",
-        generator: torch.Generator | None = None,
-        x_T: Tensor | None = None,
+        self, speaker: Tensor, speaker_mask: Tensor | None = None, prev: Tensor | None = None, **options: Any
     ) -> Trajectory:
-        """As :meth:`sample`, keeping every intermediate x_t and x̂0 (for pictures)."""
-        model_fn, x_T, timesteps, options = self._run(
-            speaker, speaker_mask, prev, steps, eta, guidance, spacing, sampler, generator, x_T
-        )
-        return sample_trajectory(model_fn, self.schedule, x_T, timesteps, **options)
+        """As :meth:`sample` (same keyword options), keeping every intermediate x_t and x̂0 (for pictures)."""
+        return self.sample(speaker, speaker_mask, prev, trajectory=True, **options)
 
 
 # ----------------------------------------------------------------------------- checkpoints

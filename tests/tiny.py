@@ -1,0 +1,32 @@
+"""Tiny model settings shared by the training, sampling and CLI tests (seconds per run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reactdiff_lite.config import TrainConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY_AE = [
+    "autoencoder.latent_dim=8",
+    "autoencoder.decoder_hidden=16",
+    "autoencoder.encoder.dim=16",
+    "autoencoder.encoder.n_mels=16",
+    "autoencoder.mmt.heads=2",
+]
+TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
+
+
+def tiny_config(stage: int, world: Path, out: Path, *extra: str) -> TrainConfig:
+    """The smoke config of ``stage`` with tiny widths, 6 steps, checkpoints every 3."""
+    common = [
+        f"data.root={world}",
+        f"run.out={out}",
+        "run.progress=false",
+        "run.log_every=1",
+        "optim.steps=6",
+        "optim.batch_size=8",
+        "run.eval_every=3",
+        "run.ckpt_every=3",
+    ]
+    return load_config(CONFIGS / f"stage{stage}_smoke.yaml", [*common, *(TINY_AE if stage == 1 else TINY_DIFF), *extra])
