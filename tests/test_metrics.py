@@ -313,3 +313,64 @@ def test_realism_proxy_ranks_gt_first(world):
     gt = np.repeat(L[:, None], 3, axis=1)
     assert realism_proxy(gt, L) == pytest.approx(0.0, abs=1e-6)
     assert realism_proxy(pred, L) > 0.1
+
+
+# ------------------------------------------------------------------ torch engine (device=)
+def _torch_engine_matches_numba(world, device):
+    pred, L, S, A = world
+    ours, torch_path = evaluate(pred, L, S, A, per_item=True), evaluate(pred, L, S, A, per_item=True, device=device)
+    for name in metrics.METRICS:
+        assert torch_path[name] == pytest.approx(ours[name], rel=1e-9, abs=1e-12), name
+    for name, values in ours["per_item"].items():
+        np.testing.assert_allclose(torch_path["per_item"][name], values, rtol=1e-9, atol=1e-12, err_msg=name)
+    table, visited = frdist_table(pred, L, A, device=device, return_visited=True)
+    np.testing.assert_allclose(table, frdist_table(pred, L, A), rtol=1e-9)
+    assert (visited == np.asarray(A).sum(1, keepdims=True)).all()  # every candidate computed
+
+
+def _wavefront_matches_numba_dtw(device):
+    """Unequal lengths, REACT groups and one plain group, several pairs in one wavefront."""
+    from reactdiff_lite.metrics_torch import dtw_wavefront
+
+    rng = np.random.default_rng(3)
+    x, y = rng.random((6, 31, EMOTION_DIM)), rng.random((6, 44, EMOTION_DIM))
+    for groups in (REACT_GROUPS, ((0, EMOTION_DIM, 1.0),)):
+        bounds, weights = metrics._group_bounds(groups, EMOTION_DIM)
+        got = dtw_wavefront(torch.tensor(x, device=device), torch.tensor(y, device=device), bounds, weights)
+        np.testing.assert_allclose(got.cpu().numpy(), dtw(x, y, groups=groups), rtol=1e-12)
+
+
+def test_torch_engine_on_cpu_matches_numba(world):
+    """device="cpu": the torch code path (the one a GPU runs) equals the numba kernels."""
+    _torch_engine_matches_numba(world, "cpu")
+    _wavefront_matches_numba_dtw("cpu")
+    pred, L, _, A = world
+    model_like = np.clip(
+        L[None].repeat(2, 0).transpose(1, 0, 2, 3)
+        + 0.05 * np.random.default_rng(1).normal(size=pred.shape[:1] + (2,) + pred.shape[2:]),
+        0,
+        1,
+    ).astype(np.float32)  # near-ties for the min
+    np.testing.assert_allclose(frdist_table(model_like, L, A, device="cpu"), frdist_table(model_like, L, A), rtol=1e-9)
+    assert frdist(pred, L, A, device="cpu", groups=((0, EMOTION_DIM, 1.0),)) == pytest.approx(
+        frdist(pred, L, A, groups=((0, EMOTION_DIM, 1.0),)), rel=1e-9
+    )
+
+
+def test_torch_engine_default_is_unchanged(world):
+    """device=None keeps the numba/numpy path: the same values bit for bit."""
+    pred, L, S, A = world
+    assert evaluate(pred, L, S, A, device=None) == evaluate(pred, L, S, A)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_engine_on_cuda_matches_numba(world):
+    _torch_engine_matches_numba(world, "cuda")
+    _wavefront_matches_numba_dtw("cuda")
+    rng = np.random.default_rng(2)  # the bar's length: T = 750, four items, all neighbours
+    L = react_like(rng, 4, 750)
+    pred = rng.random((4, 2, 750, EMOTION_DIM)).astype(np.float32)
+    np.testing.assert_allclose(
+        frdist_table(pred, L, np.ones((4, 4)), device="cuda"), frdist_table(pred, L, np.ones((4, 4))), rtol=1e-9
+    )
