@@ -131,12 +131,13 @@ def frdist_table(
     (prediction, candidate) pair by :func:`dtw_wavefront` (inputs checked by the caller).
 
     Args:
-        pred: (N, K, T, D); listener: (N, T, D); A: (N, N) bool; bounds, weights: the groups.
+        pred: (n, K, T, D); listener: (N, T, D); A: (n, N) bool (rows: items, columns:
+            listeners; square for a test set); bounds, weights: the groups.
         batch: pairs per wavefront (default: about :data:`CHUNK_VALUES` values per temporary).
     """
     N, K, T, D = pred.shape
     P = _t(pred, device).reshape(N * K, T, D)  # (N*K, T, D)
-    L = _t(listener, device)  # (N, T, D)
+    L = _t(listener, device)  # (N', T, D)
     item, cand = np.nonzero(A)  # candidate pairs (n, j)
     task = (item[:, None] * K + np.arange(K)).ravel()  # (pairs,) index of pred[n, k]
     other = np.repeat(cand, K)  # (pairs,) listener j
