@@ -16,9 +16,10 @@ given ``device=``. Inputs are the checked numpy arrays; outputs are numpy.
   :func:`dtw_wavefront` computes it as an **anti-diagonal wavefront**: every cell of the
   diagonal ``i + j = s`` depends only on diagonals s−1 and s−2, so one step computes a
   whole diagonal for every (prediction, candidate) pair of a batch at once: ``n + m − 1``
-  steps of vector work instead of ``n·m`` scalar steps. With y reversed in time, the
-  cells of a diagonal pair contiguous slices of x and of the reversed y (no gather).
-  Every candidate is computed fully (no early abandoning: the GPU has lanes to spare).
+  steps of vector work instead of ``n·m`` scalar steps. The cell costs of a batch of pairs
+  are computed first (:func:`pair_costs`, exact differences, y reversed in time, so that
+  each anti-diagonal is a strided diagonal view). Every candidate is computed fully (no
+  early abandoning: the GPU has lanes to spare).
 * **FRDiv**, **FRVar**, **FRDvs**: the shifted formulas of the numba path (K identical
   predictions give exactly 0).
 
@@ -77,14 +78,24 @@ def frcorr_table(pred: np.ndarray, listener: np.ndarray, A: np.ndarray, device=N
 
 
 # ------------------------------------------------------------------------------- DTW
-def _diagonal_costs(x, yr, lo: int, hi: int, off: int, G_matrix):
-    """Cell costs of one anti-diagonal: (B, L, G) with ``L = hi − lo``.
+def pair_costs(x: torch.Tensor, y: torch.Tensor, bounds) -> torch.Tensor:
+    """Cell costs of every pair against y reversed in time: (B, G, n, m).
 
-    x: (B, n, D) and yr: (B, m, D) (y reversed in time); the cells are (i, s − i) for
-    lo <= i < hi, and y[s − i] = yr[off + i] with off = m − 1 − s. G_matrix: (D, G) 0/1
-    group membership, so ``e² @ G_matrix`` sums the squares of each group."""
-    e = x[:, lo:hi] - yr[:, off + lo : off + hi]  # (B, L, D)
-    return (e * e) @ G_matrix  # (B, L, G)
+    ``out[b, g, i, r] = d_g(i, m − 1 − r) = Σ_{k∈g} (x[b, i, k] − y[b, m − 1 − r, k])²``, summed
+    in k order with exact differences (no ‖a‖² + ‖b‖² − 2ab: a prediction equal to a
+    listener must give exactly 0). With y reversed, the anti-diagonal ``i + j = s`` of the
+    DTW table is the ordinary diagonal ``r − i = m − 1 − s`` (a strided view)."""
+    B, n, D = x.shape
+    m = y.shape[1]
+    G = len(bounds) - 1
+    yr = y.flip(1)  # (B, m, D)
+    out = torch.zeros(B, G, n, m, dtype=x.dtype, device=x.device)
+    e = torch.empty(B, n, m, dtype=x.dtype, device=x.device)
+    for g in range(G):
+        for k in range(int(bounds[g]), int(bounds[g + 1])):
+            torch.sub(x[:, :, None, k], yr[:, None, :, k], out=e)  # (B, n, m)
+            out[:, g].addcmul_(e, e)
+    return out
 
 
 def dtw_wavefront(x: torch.Tensor, y: torch.Tensor, bounds, weights) -> torch.Tensor:
@@ -98,30 +109,36 @@ def dtw_wavefront(x: torch.Tensor, y: torch.Tensor, bounds, weights) -> torch.Te
         (B,) float64 tensor. Diagonal s holds ``C[i, s − i]`` at index i + 1 of a (B, G, n + 1)
         buffer whose index 0 (row −1) and out-of-table cells are +inf.
     """
-    B, n, D = x.shape
+    B, n, _ = x.shape
     m = y.shape[1]
     G = len(weights)
-    gm = torch.zeros(D, G, dtype=x.dtype, device=x.device)  # (D, G) membership
-    for g in range(G):
-        gm[int(bounds[g]) : int(bounds[g + 1]), g] = 1.0
-    yr = y.flip(1)  # (B, m, D)
+    cost = pair_costs(x, y, bounds)  # (B, G, n, m), y reversed
     inf = torch.full((B, G, n + 1), torch.inf, dtype=x.dtype, device=x.device)
     prev2 = inf.clone()  # diagonal s − 2
     prev2[:, :, 0] = 0.0  # C[−1, −1] = 0
     prev1 = inf.clone()  # diagonal s − 1 (diagonal −1: all outside the table)
     for s in range(n + m - 1):
         lo, hi = max(0, s - m + 1), min(s, n - 1) + 1  # rows i of the diagonal
-        d = _diagonal_costs(x, yr, lo, hi, m - 1 - s, gm).transpose(1, 2)  # (B, G, L)
+        d = torch.diagonal(cost, m - 1 - s, 2, 3)  # (B, G, hi − lo): d(i, s − i), lo <= i < hi
         # C[i−1, j] = prev1[i], C[i, j−1] = prev1[i + 1], C[i−1, j−1] = prev2[i]
         best = torch.minimum(torch.minimum(prev1[:, :, lo:hi], prev1[:, :, lo + 1 : hi + 1]), prev2[:, :, lo:hi])
-        cur = inf.clone()
-        cur[:, :, lo + 1 : hi + 1] = d + best
+        cur = torch.full_like(inf, torch.inf)
+        torch.add(d, best, out=cur[:, :, lo + 1 : hi + 1])
         prev2, prev1 = prev1, cur
     final = prev1[:, :, n]  # C[n − 1, m − 1]: (B, G)
     total = torch.zeros(B, dtype=x.dtype, device=x.device)
     for g in range(G):  # in group order, as the numba kernel
         total = total + float(weights[g]) * torch.sqrt(final[:, g])
     return total
+
+
+def _pairs_per_batch(device: torch.device, G: int, T: int) -> int:
+    """Pairs per wavefront: the (B, G, T, T) cost tensor takes a quarter of the free GPU
+    memory, or :data:`CHUNK_VALUES` values on the CPU."""
+    values = CHUNK_VALUES
+    if device.type == "cuda":
+        values = torch.cuda.mem_get_info(device)[0] // 4 // 8
+    return max(1, values // (G * T * T + 2 * T * T))
 
 
 def frdist_table(
@@ -133,7 +150,7 @@ def frdist_table(
     Args:
         pred: (n, K, T, D); listener: (N, T, D); A: (n, N) bool (rows: items, columns:
             listeners; square for a test set); bounds, weights: the groups.
-        batch: pairs per wavefront (default: about :data:`CHUNK_VALUES` values per temporary).
+        batch: pairs per wavefront (default :func:`_pairs_per_batch`).
     """
     N, K, T, D = pred.shape
     P = _t(pred, device).reshape(N * K, T, D)  # (N*K, T, D)
@@ -141,8 +158,7 @@ def frdist_table(
     item, cand = np.nonzero(A)  # candidate pairs (n, j)
     task = (item[:, None] * K + np.arange(K)).ravel()  # (pairs,) index of pred[n, k]
     other = np.repeat(cand, K)  # (pairs,) listener j
-    scale = 4 if P.device.type == "cuda" else 1  # bigger batches on a GPU
-    batch = batch or max(1, scale * CHUNK_VALUES // (T * D))
+    batch = batch or _pairs_per_batch(P.device, len(weights), T)
     values = torch.empty(task.size, dtype=torch.float64, device=P.device)
     for a in range(0, task.size, batch):
         ti = torch.as_tensor(task[a : a + batch], device=P.device)
