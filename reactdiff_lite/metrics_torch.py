@@ -37,7 +37,10 @@ CHUNK_VALUES = 32_000_000
 
 
 def _dev(device) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cpu")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but torch finds no CUDA device; use device='cpu' or None")
+    return dev
 
 
 def _t(x: np.ndarray, device) -> torch.Tensor:

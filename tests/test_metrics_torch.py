@@ -103,6 +103,13 @@ def test_torch_engine_batches_and_torch_inputs(world):
     assert got == pytest.approx(metrics.frcorr(pred, L, A), rel=1e-9)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(world):
+    pred, L, _, A = world
+    with pytest.raises(ValueError, match="no CUDA device"):
+        frdist(pred, L, A, device="cuda")
+
+
 @pytest.mark.gpu
 @cuda
 def test_torch_engine_on_cuda_matches_numba(world):
