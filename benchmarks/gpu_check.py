@@ -12,7 +12,9 @@ the JSON says why):
 3. ``sampling``: K = 10 reactions of 750 frames (a REACT test clip) with DDIM-10 and
    DDIM-20, reactions/s (``train_speed.bench_sampling``);
 4. ``metrics``: ``benchmarks/metrics_speed.py --bar`` with the torch engine on CUDA (the
-   official tslearn timing is skipped where tslearn is missing).
+   official tslearn timing is skipped where tslearn is missing); ``metrics_react``: the
+   same at a REACT-like density (24 items, K = 10, 20 neighbours: 4800 pairs, enough to
+   fill the GPU, so its per-pair time is the one to project to REACT 2024's size).
 
 No dataset is needed: the synthetic world generator writes wav/mp4 through soundfile and
 PyAV, which the bare GPU machines lack, so training and sampling run on in-memory tensors
@@ -132,16 +134,19 @@ def plan(args, cuda: bool) -> dict:
     steps = 2 if args.dry_run else args.steps
     frames, k = (50, 2) if args.dry_run else (750, 10)
     metric_args = ["--bar", "--torch", "cuda", "--repeat", "1"]
+    react_args = ["--items", "24", "--k", "10", "--neighbours", "20", "--torch", "cuda", "--repeat", "1"]
     if args.dry_run:
         metric_args = ["--items", "3", "--k", "1", "--neighbours", "2", "--frames", "60", "--torch", "cpu"]
         metric_args += ["--torch-cpu-pairs", "2", "--repeat", "1", "--pred", "random"]
+        react_args = [*metric_args[:6], "--frames", "80", *metric_args[8:]]
     gpu_needed = None if cuda or args.dry_run else "no CUDA device (torch.cuda.is_available() is False)"
     return {
-        "tests": ("pytest", ["-q", "-m", "gpu", "tests/test_metrics_torch.py", "-p", "no:cacheprovider"], 90),
-        "stage1": gpu_needed or ("train_speed", "bench_stage1", [config, device, steps, 8], 75),
-        "stage2": gpu_needed or ("train_speed", "bench_stage2", [config, device, steps, 8], 75),
-        "sampling": gpu_needed or ("train_speed", "bench_sampling", [config, device, frames, k, False], 60),
-        "metrics": gpu_needed or ("metrics_speed", metric_args, 90),
+        "tests": ("pytest", ["-q", "-m", "gpu", "tests/test_metrics_torch.py", "-p", "no:cacheprovider"], 45),
+        "stage1": gpu_needed or ("train_speed", "bench_stage1", [config, device, steps, 8], 60),
+        "stage2": gpu_needed or ("train_speed", "bench_stage2", [config, device, steps, 8], 60),
+        "sampling": gpu_needed or ("train_speed", "bench_sampling", [config, device, frames, k, False], 45),
+        "metrics": gpu_needed or ("metrics_speed", metric_args, 45),
+        "metrics_react": gpu_needed or ("metrics_speed", react_args, 45),
     }
 
 
@@ -158,7 +163,7 @@ def run_plan(steps: dict, env: dict, blocked: str | None) -> dict:
             results[name] = {"status": "skipped", "reason": "torchaudio is missing (the speaker encoder needs it)"}
         elif name == "tests":
             results[name] = run_step([sys.executable, "-m", "pytest", *spec[1]], spec[2], blocked)
-        elif name == "metrics":
+        elif name.startswith("metrics"):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp, "metrics.json")
                 cmd = [sys.executable, str(BENCH / "metrics_speed.py"), *spec[1], "--json", str(out)]
