@@ -11,13 +11,25 @@ CCC and TLCC loops; FRDiv, FRVar and FRDvs with torch as the official code does.
    listener, as a trained model's output resembles some appropriate reaction; ``--pred
    random`` makes predictions unrelated to any listener (hard for pruning: the
    candidates are about equally far);
-2. times FRDist both ways on identical inputs and prints the ratio and the max |difference|;
+2. times FRDist both ways on identical inputs and prints the ratio and the max |difference|:
+   ours with all threads and with 1 thread (numba, exact early abandoning), and the torch
+   engine (``device=``, :mod:`reactdiff_lite.metrics_torch`: every pair by an anti-diagonal
+   wavefront) on the CPU and, when CUDA is present, on the GPU; the torch CPU path is
+   timed on the first items only (``--torch-cpu-pairs``) and scaled per pair, which is
+   exact for it (no pruning: the cost is the same for every pair);
 3. times every metric's unit of work both ways and projects the full suite onto a
    REACT-2024-sized test set (N = 1614, K = 10, ~20 neighbours per item).
 
+``--pred both`` (default) runs model-like and unrelated predictions in one run. ``--bar``
+is the exact setting of issue 13's bar: N = 4 items, K = 10, T = 750, every listener a
+neighbour of every item, unrelated predictions uniform on [0, 1) in all 25 columns,
+model-like predictions a listener plus Gaussian noise of σ 0.05. Without tslearn (a bare
+GPU machine) the official timings are skipped, saying so. ``--json`` writes the numbers.
+
 Usage::
 
-    python benchmarks/metrics_speed.py [--items 24 --k 2 --neighbours 20 --frames 750 --pred model]
+    python benchmarks/metrics_speed.py [--items 24 --k 2 --neighbours 20 --frames 750 --pred both]
+    python benchmarks/metrics_speed.py --bar [--json out.json]
 
 Timings are wall-clock on a shared machine: the load average is printed; rerun when quiet.
 """
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
@@ -38,7 +51,10 @@ from reactdiff_lite.kernels import default_threads
 from reactdiff_lite.schema import AU, AU_NAMES, EMOTION_DIM, FE_NAMES, VA_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-official = importlib.import_module("react_reference")  # the slow reference of the test suite
+try:
+    official = importlib.import_module("react_reference")  # the slow reference of the test suite
+except ImportError as error:  # no tslearn (bare GPU machine): ours only
+    official, OFFICIAL_MISSING = None, str(error)
 
 REACT_2024 = dict(N=1614, K=10, C=20)
 
@@ -136,47 +152,136 @@ def official_frdvs(pred: np.ndarray) -> float:
     return float(torch.cdist(p, p).pow(2).sum() / (N * (N - 1) * K) / p.shape[-1])
 
 
-def compare_frdist(pred: np.ndarray, L: np.ndarray, A: np.ndarray, repeat: int) -> tuple[float, float]:
-    """Time FRDist the official way and ours on the same inputs, print the comparison;
-    returns both wall times (official, ours pruned)."""
+def bar_predictions(rng: np.random.Generator, L: np.ndarray, A: np.ndarray, K: int, kind: str) -> np.ndarray:
+    """Issue 13's bar: (N, K, T, 25) float32 uniform on [0, 1) ("random"), or an appropriate
+    listener plus Gaussian noise of σ 0.05 ("model")."""
+    N, T, D = L.shape
+    if kind == "random":
+        return rng.random((N, K, T, D)).astype(np.float32)
+    j = np.array([[rng.choice(np.flatnonzero(A[n])) for _ in range(K)] for n in range(N)])  # (N, K)
+    return (L[j] + rng.normal(0, 0.05, (N, K, T, D))).astype(np.float32)
+
+
+def compare_frdist(pred: np.ndarray, L: np.ndarray, A: np.ndarray, repeat: int) -> dict:
+    """Time FRDist the official way (if tslearn is present) and ours (numba, all threads and
+    1 thread, pruned and not) on the same inputs, print the comparison; returns the numbers."""
     threads = default_threads()
     pairs = int(A.sum()) * pred.shape[1]
     cpu: list[float] = []
-    t_off, table_off = best_of(lambda: official_frdist_table(pred, L, A), 1, cpu)
     t_ours, (table, visited) = best_of(lambda: metrics.frdist_table(pred, L, A, return_visited=True), repeat, cpu)
     t_full, table_full = best_of(lambda: metrics.frdist_table(pred, L, A, prune=False), 1, cpu)
     t_one, _ = best_of(lambda: metrics.frdist_table(pred, L, A, threads=1), repeat, cpu)
-    diff = np.abs(table - table_off)
+    res = {"pairs": pairs, "threads": threads, "ours_s": t_ours, "ours_1thread_s": t_one, "ours_unpruned_s": t_full}
+    res["FRDist"], res["visited"] = float(table.sum(1).mean()), int(visited.sum())
     print("\nFRDist (per-task minima, N x K)")
+    print(f"  ours, pruned, {threads} threads:                     {t_ours:8.3f} s   FRDist = {res['FRDist']:.6f}")
+    print(f"  ours, pruned, 1 thread:                           {t_one:8.3f} s")
+    print(f"  ours, every pair (no pruning), {threads} threads:       {t_full:8.3f} s")
+    print(f"  pruning: {visited.sum()} of {pairs} candidate DTWs computed to the end, the rest abandoned early")
+    print(f"  pruned == unpruned bit for bit: {np.array_equal(table, table_full)}")
+    if official is None:
+        print(f"  official (tslearn per pair): skipped, {OFFICIAL_MISSING}")
+        return res
+    official_frdist_table(pred[:1, :1], L, A)  # warm-up at full length: the first call costs ~0.8 s more
+    t_off, table_off = best_of(lambda: official_frdist_table(pred, L, A), 1, cpu)
+    diff = np.abs(table - table_off)
+    res.update(official_s=t_off, rel_diff_official=float((diff / table_off).max()))
+    res.update(speedup=t_off / t_ours, speedup_1thread=t_off / t_one, speedup_unpruned=t_off / t_full)
     print(
         f"  official (tslearn per pair per group, 1 process): {t_off:8.2f} s   FRDist = {table_off.sum(1).mean():.6f}"
     )
-    print(
-        f"  ours, pruned, {threads} threads:                     {t_ours:8.3f} s   FRDist = {table.sum(1).mean():.6f}"
-    )
-    print(f"  ours, pruned, 1 thread:                           {t_one:8.3f} s")
-    print(f"  ours, every pair (no pruning), {threads} threads:       {t_full:8.3f} s")
     print(
         f"  speed-up (wall): {t_off / t_ours:.1f}x  "
         f"(1 thread: {t_off / t_one:.1f}x; without pruning: {t_off / t_full:.1f}x)"
     )
     print(
-        f"  CPU seconds: official {cpu[0]:.2f}, ours {cpu[1]:.3f} pruned / {cpu[2]:.3f} unpruned -> work ratio "
-        f"{cpu[0] / cpu[1]:.1f}x pruned, {cpu[0] / cpu[2]:.1f}x unpruned (wall on a quiet {threads}-core machine "
+        f"  CPU seconds: official {cpu[3]:.2f}, ours {cpu[0]:.3f} pruned / {cpu[1]:.3f} unpruned -> work ratio "
+        f"{cpu[3] / cpu[0]:.1f}x pruned, {cpu[3] / cpu[1]:.1f}x unpruned (wall on a quiet {threads}-core machine "
         f"~ work ratio x {threads})"
     )
-    print(f"  pruning: {visited.sum()} of {pairs} candidate DTWs computed to the end, the rest abandoned early")
+    print(f"  max |difference| vs official: {diff.max():.3e} (relative {res['rel_diff_official']:.3e})")
+    return res
+
+
+def time_torch(pred: np.ndarray, L: np.ndarray, A: np.ndarray, device: str, max_pairs: int, reference) -> dict:
+    """Time the torch engine's FRDist on ``device`` over the first items holding at most
+    ``max_pairs`` pairs (at least one item); returns seconds per pair, the time scaled to
+    all pairs and the max relative difference from the numba table ``reference``."""
+    import torch
+
+    K = pred.shape[1]
+    per_item = A.sum(1) * K
+    n = max(1, int(np.searchsorted(np.cumsum(per_item), max_pairs, side="right")))
+    _frdist_rows(pred[:1, :1, :40], L[:, :40], A[:1], device)  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t, table = best_of(lambda: _frdist_rows(pred[:n], L, A[:n], device), 1)
+    pairs = int(per_item[:n].sum())
+    res = {"device": device, "items_timed": n, "pairs_timed": pairs, "s_per_pair": t / pairs}
+    res["s_all_pairs"] = res["s_per_pair"] * int(per_item.sum())
+    res["rel_diff_numba"] = float((np.abs(table - reference[:n]) / reference[:n]).max())
+    if device == "cuda":
+        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(
-        f"  max |difference| vs official: {diff.max():.3e} (relative {(diff / table_off).max():.3e}); "
-        f"pruned == unpruned bit for bit: {np.array_equal(table, table_full)}"
+        f"  torch engine on {device} ({n} items, {pairs} pairs timed): {t:8.3f} s -> {res['s_all_pairs']:8.3f} s "
+        f"for all pairs; max relative difference from numba {res['rel_diff_numba']:.1e}"
     )
-    return t_off, t_ours
+    return res
 
 
-def project_react_2024(pred, L, S, A, t_off: float, t_ours: float, repeat: int) -> None:
-    """Time every metric's unit of work both ways and print the projection to REACT 2024's size."""
+def _frdist_rows(pred: np.ndarray, L: np.ndarray, A_rows: np.ndarray, device: str) -> np.ndarray:
+    """The torch engine's (n, K) FRDist table of n items against all N listeners (A_rows: (n, N))."""
+    from reactdiff_lite import metrics_torch
+
+    bounds, weights = metrics._group_bounds(None, pred.shape[-1])
+    out = metrics_torch.frdist_table(pred, L, A_rows.astype(bool), bounds, weights, device)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return out
+
+
+def project_react_2024(pred, L, S, A, frd: dict, torch_runs: list[dict], repeat: int) -> dict:
+    """Time every metric's unit of work both ways and print the projection to REACT 2024's
+    size (seconds); the torch engine's FRDist rows are scaled per pair (no pruning)."""
     N, K = pred.shape[:2]
-    pairs = int(A.sum()) * K
+    P = REACT_2024
+    tasks, cand_pairs = P["N"] * P["K"], P["N"] * P["K"] * P["C"]
+    per_task = P["C"] / A.sum(1).mean()  # neighbours there / here
+    t_corr, _ = best_of(lambda: metrics.frcorr(pred, L, A), repeat)
+    t_syn, _ = best_of(lambda: metrics.frsyn(pred, S), repeat)
+    t_rest, _ = best_of(lambda: (metrics.frdiv(pred), metrics.frvar(pred), metrics.frdvs(pred)), repeat)
+    ours = {
+        "FRDist": frd["ours_s"] / (N * K) * tasks * per_task,
+        "FRCorr": t_corr / (N * K) * tasks * per_task,
+        "FRSyn": t_syn / N * P["N"],
+        "FRDiv+FRVar+FRDvs": t_rest / (N * K) * tasks,
+    }
+    off = _official_units(pred, L, S, A, frd, P, tasks, cand_pairs) if official is not None else None
+    print(
+        f"\nprojection to a REACT-2024-sized test set (N={P['N']}, K={P['K']}, {P['C']} neighbours; "
+        f"each metric scaled by its unit of work; official FRDvs's cdist by N^2, ours is O(N)):"
+    )
+    print(f"  {'metric':<20}{'official':>14}{'ours':>12}{'ratio':>9}")
+    for name in [*ours, "all six"]:
+        b = sum(ours.values()) if name == "all six" else ours[name]
+        a = (sum(off.values()) if name == "all six" else off[name]) if off else float("nan")
+        print(f"  {name:<20}{a / 60:>11.1f} min{b:>10.1f} s{a / b:>8.0f}x")
+    out = {"ours_s": ours, "ours_all_six_s": sum(ours.values())}
+    if off:
+        out.update(official_s=off, official_all_six_s=sum(off.values()))
+    for run in torch_runs:
+        t = run["s_per_pair"] * cand_pairs
+        out[f"torch_{run['device']}_FRDist_s"] = t
+        print(f"  FRDist by the torch engine on {run['device']}: {t:.1f} s ({t / 60:.1f} min), every pair computed")
+    return out
+
+
+def _official_units(pred, L, S, A, frd: dict, P: dict, tasks: int, cand_pairs: int) -> dict:
+    """The official approach's projected seconds per metric (unit of work times count)."""
+    N, K = pred.shape[:2]
     n_sub = min(N, 4)
     js = [np.flatnonzero(A[n]) for n in range(n_sub)]
     t_ccc = time.perf_counter()
@@ -189,32 +294,43 @@ def project_react_2024(pred, L, S, A, t_off: float, t_ours: float, repeat: int) 
         official.tlcc_offset(pred[n, 0], S[n])
     t_tlcc = (time.perf_counter() - t_tlcc) / n_sub  # per item
     t_rest_off, _ = best_of(lambda: official_frdiv_frvar(pred), 1)
-    t_rest_off /= N * K  # per prediction
     t_dvs_off, _ = best_of(lambda: official_frdvs(pred), 1)  # O(N^2) cdist
+    return {
+        "FRDist": frd["official_s"] / frd["pairs"] * cand_pairs,
+        "FRCorr": t_ccc * cand_pairs,
+        "FRSyn": t_tlcc * P["N"],
+        "FRDiv+FRVar+FRDvs": t_rest_off / (N * K) * tasks + t_dvs_off * (P["N"] / N) ** 2 * P["K"] / K,
+    }
 
-    t_corr, _ = best_of(lambda: metrics.frcorr(pred, L, A), repeat)
-    t_syn, _ = best_of(lambda: metrics.frsyn(pred, S), repeat)
-    t_rest, _ = best_of(lambda: (metrics.frdiv(pred), metrics.frvar(pred), metrics.frdvs(pred)), repeat)
 
-    P = REACT_2024
-    tasks, cand_pairs = P["N"] * P["K"], P["N"] * P["K"] * P["C"]
-    rows = [
-        ("FRDist", t_off / pairs * cand_pairs, t_ours / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
-        ("FRCorr", t_ccc * cand_pairs, t_corr / (N * K) * tasks * (P["C"] / A.sum(1).mean())),
-        ("FRSyn", t_tlcc * P["N"], t_syn / N * P["N"]),
-        (
-            "FRDiv+FRVar+FRDvs",
-            t_rest_off * tasks + t_dvs_off * (P["N"] / N) ** 2 * P["K"] / K,
-            t_rest / (N * K) * tasks,
-        ),
+def run_kind(args, kind: str, rng: np.random.Generator, L, S, A, devices: list[str]) -> dict:
+    """Inputs of one kind ("model" or "random"), FRDist compared every way, the projection."""
+    N, K = L.shape[0], args.k
+    make = bar_predictions if args.bar else predictions
+    pred = make(rng, L, A, K, kind)
+    print(f"\n=== predictions '{kind}' ===")
+    frd = compare_frdist(pred, L, A, args.repeat)
+    reference = metrics.frdist_table(pred, L, A)
+    torch_runs = [
+        time_torch(pred, L, A, dev, args.torch_cpu_pairs if dev == "cpu" else N * N * K, reference) for dev in devices
     ]
-    print(
-        f"\nprojection to a REACT-2024-sized test set (N={P['N']}, K={P['K']}, {P['C']} neighbours; "
-        f"each metric scaled by its unit of work; official FRDvs's cdist by N^2, ours is O(N)):"
-    )
-    print(f"  {'metric':<20}{'official':>14}{'ours':>12}{'ratio':>9}")
-    for name, a, b in rows + [("all six", sum(r[1] for r in rows), sum(r[2] for r in rows))]:
-        print(f"  {name:<20}{a / 60:>11.1f} min{b:>10.1f} s{a / b:>8.0f}x")
+    if official is not None:
+        for run in torch_runs:
+            run["speedup_vs_official"] = frd["official_s"] / run["s_all_pairs"]
+            print(f"  torch engine on {run['device']} vs official: {run['speedup_vs_official']:.1f}x")
+    projection = project_react_2024(pred, L, S, A, frd, torch_runs, args.repeat)
+    return {"frdist": frd, "torch": torch_runs, "projection": projection}
+
+
+def torch_devices(choice: str) -> list[str]:
+    """The torch engine's devices to time: "auto" = CPU, and CUDA when present; "none"."""
+    if choice == "none":
+        return []
+    if choice != "auto":
+        return choice.split(",")
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def main(argv=None) -> None:
@@ -223,30 +339,38 @@ def main(argv=None) -> None:
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--neighbours", type=int, default=20)
     ap.add_argument("--frames", type=int, default=750)
-    ap.add_argument("--pred", choices=["model", "random"], default="model")
+    ap.add_argument("--pred", choices=["model", "random", "both"], default="both")
+    ap.add_argument("--bar", action="store_true", help="issue 13's setting: N=4 K=10 T=750, all neighbours")
+    ap.add_argument(
+        "--torch", default="auto", help="torch engine devices: auto (cpu + cuda if present), none, cpu,cuda"
+    )
+    ap.add_argument("--torch-cpu-pairs", type=int, default=40, help="pairs timed for the torch engine on the CPU")
+    ap.add_argument("--json", type=Path, help="write the numbers to this file")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="our timings: best of this many runs")
     args = ap.parse_args(argv)
+    if args.bar:
+        args.items, args.k, args.neighbours, args.frames = 4, 10, 4, 750
 
     rng = np.random.default_rng(args.seed)
     N, K, T, C = args.items, args.k, args.frames, args.neighbours
     A = neighbour_matrix(rng, N, C)
     L = listeners(rng, N, T)
     S = listeners(rng, N, T)
-    pred = predictions(rng, L, A, K, args.pred)
-    pairs = int(A.sum()) * K
-    threads = default_threads()
-    print(
-        f"inputs: N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({pairs} DTW pairs), "
-        f"predictions '{args.pred}'; {threads} threads; load average {os.getloadavg()}"
-    )
-
-    metrics.evaluate(pred[:2, :1, :60], L[:2, :60], S[:2, :60], np.eye(2))  # compile / load the caches
-    official.frdist(pred[:2, :1, :60], L[:2, :60], np.eye(2))
-
-    t_off, t_ours = compare_frdist(pred, L, A, args.repeat)
-    project_react_2024(pred, L, S, A, t_off, t_ours, args.repeat)
+    devices = torch_devices(args.torch)
+    setting = f"N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({int(A.sum()) * K} DTW pairs)"
+    print(f"inputs: {setting}{' (issue 13 bar)' if args.bar else ''}; {default_threads()} threads; torch {devices}")
+    print(f"load average {os.getloadavg()}")
+    metrics.evaluate(L[:2, None, :60], L[:2, :60], S[:2, :60], np.eye(2))  # compile / load the caches
+    if official is not None:
+        official.frdist(L[:2, None, :60], L[:2, :60], np.eye(2))
+    kinds = ["model", "random"] if args.pred == "both" else [args.pred]
+    results = {kind: run_kind(args, kind, rng, L, S, A, devices) for kind in kinds}
     print(f"\nload average at the end {os.getloadavg()}")
+    if args.json:
+        meta = {"setting": setting, "bar": args.bar, "threads": default_threads(), "load_average": os.getloadavg()}
+        args.json.write_text(json.dumps({**meta, **results}, indent=1))
+        print(f"numbers written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,13 @@ def _per_item(per_item_k: np.ndarray, reduce: str) -> np.ndarray:
     raise ValueError(f"reduce must be 'sum' (official) or 'mean', got {reduce!r}")
 
 
+def _torch_engine(device):
+    """The torch engine (:mod:`reactdiff_lite.metrics_torch`), imported on first use."""
+    from . import metrics_torch
+
+    return metrics_torch
+
+
 def _reduce(per_item_k: np.ndarray, reduce: str) -> float:
     """(N, K) -> official sum over K then mean over N, or the per-prediction mean."""
     return float(_per_item(per_item_k, reduce).mean())
@@ -125,22 +132,26 @@ def _ccc_from_moments(mx, my, sx, sy, cov):
     return 2 * r * sx * sy / (sx**2 + sy**2 + (mx - my) ** 2 + 1e-8)
 
 
-def frcorr(pred, listener, neighbours, *, reduce: str = "sum") -> float:
+def frcorr(pred, listener, neighbours, *, reduce: str = "sum", device=None) -> float:
     """FRCorr: ``(1/N) Σ_n Σ_k max_{j∈app(n)} CCC_D(L_j, pred[n,k])`` (higher is better).
 
     Args:
         pred: (N, K, T, D) predictions; listener: (N, T, D) real listeners;
         neighbours: (N, N) 0/1 appropriateness matrix.
         reduce: ``"sum"`` over K (official) or ``"mean"`` (divide by K).
+        device: None (numpy), or ``"cuda"``/``"cpu"``/a torch device: the torch engine
+            (:mod:`reactdiff_lite.metrics_torch`, float64) on that device.
     """
-    return _reduce(frcorr_table(pred, listener, neighbours), reduce)
+    return _reduce(frcorr_table(pred, listener, neighbours, device=device), reduce)
 
 
-def frcorr_table(pred, listener, neighbours) -> np.ndarray:
+def frcorr_table(pred, listener, neighbours, *, device=None) -> np.ndarray:
     """(N, K) table of ``max_{j∈app(n)} CCC_D(L_j, pred[n,k])``; see :func:`frcorr`."""
     p = checked_pred(pred)
     L = checked_people(listener, "listener", p).astype(np.float64)
     A = checked_neighbours(neighbours, p.shape[0])
+    if device is not None:
+        return _torch_engine(device).frcorr_table(p, L, A, device)
     mL, sL = L.mean(1), L.std(1)  # (N, D)
     Lc = np.ascontiguousarray((L - mL[:, None]).transpose(2, 1, 0))  # (D, T, N) centred
     best = np.empty(p.shape[:2])
@@ -204,15 +215,19 @@ def frdist_table(
     progress: bool = False,
     threads: int | None = None,
     return_visited: bool = False,
+    device=None,
 ):
     """(N, K) table of ``min_{j∈app(n)} Σ_g w_g DTW(pred[n,k,:,g], L_j[:,g])``; see :func:`frdist`.
 
     With ``return_visited`` also the (N, K) number of candidates computed to the end
-    (the others were abandoned early)."""
+    (the others were abandoned early). ``device``: see :func:`frdist`."""
     p = checked_pred(pred)
     L = checked_people(listener, "listener", p)
     A = checked_neighbours(neighbours, p.shape[0])
     bounds, weights = _group_bounds(groups, p.shape[-1])
+    if device is not None:  # every candidate computed fully: all visited
+        out = _torch_engine(device).frdist_table(p, L, A, bounds, weights, device)
+        return (out, np.repeat(A.sum(1, keepdims=True), p.shape[1], 1)) if return_visited else out
     N, K = p.shape[:2]
     Lt = np.ascontiguousarray(L.astype(np.float64).transpose(0, 2, 1))  # (N, D, T)
     ptr = np.concatenate([[0], np.cumsum(A.sum(1))]).astype(np.int64)  # CSR rows of A
@@ -238,6 +253,7 @@ def frdist(
     prune: bool = True,
     progress: bool = False,
     threads: int | None = None,
+    device=None,
 ) -> float:
     """FRDist: ``(1/N) Σ_n Σ_k min_{j∈app(n)} Σ_g w_g DTW(pred[n,k,:,g], L_j[:,g])`` (lower is better).
 
@@ -250,8 +266,12 @@ def frdist(
         prune: exact early abandoning (never changes the value); False checks every pair fully.
         progress: show a tqdm bar; threads: worker threads (default
             :func:`~reactdiff_lite.kernels.default_threads`).
+        device: None (numba kernels), or ``"cuda"``/``"cpu"``/a torch device: the torch
+            anti-diagonal wavefront (:func:`reactdiff_lite.metrics_torch.dtw_wavefront`).
     """
-    table = frdist_table(pred, listener, neighbours, groups=groups, prune=prune, progress=progress, threads=threads)
+    table = frdist_table(
+        pred, listener, neighbours, groups=groups, prune=prune, progress=progress, threads=threads, device=device
+    )
     return _reduce(table, reduce)
 
 
@@ -264,18 +284,20 @@ def _item_chunks(shape: tuple[int, ...]) -> Iterable[slice]:
     return (slice(a, min(N, a + size)) for a in range(0, N, size))
 
 
-def frdiv(pred) -> float:
+def frdiv(pred, *, device=None) -> float:
     """FRDiv: ``(1/N) Σ_n Σ_{k,k'} ‖pred[n,k] − pred[n,k']‖² / (K(K−1)·T·D)`` (higher is better).
 
     Uses ``Σ_{k,k'} ‖a_k − a_k'‖² = 2K Σ_k ‖a_k − ā‖²`` on predictions shifted by the first
     one (so K identical predictions give exactly 0). K = 1 gives 0, as officially.
     """
-    return float(frdiv_items(pred).mean())
+    return float(frdiv_items(pred, device=device).mean())
 
 
-def frdiv_items(pred) -> np.ndarray:
-    """(N,) per-item terms of :func:`frdiv` (their mean is FRDiv)."""
+def frdiv_items(pred, *, device=None) -> np.ndarray:
+    """(N,) per-item terms of :func:`frdiv` (their mean is FRDiv); ``device``: torch engine."""
     p = checked_pred(pred)
+    if device is not None:
+        return _torch_engine(device).frdiv_items(p, device)
     N, K, T, D = p.shape
     if K == 1:
         return np.zeros(N)
@@ -287,24 +309,34 @@ def frdiv_items(pred) -> np.ndarray:
 
 
 def item_scores(
-    pred, listener, neighbours, *, reduce: str = "sum", groups=None, progress: bool = False, threads: int | None = None
+    pred,
+    listener,
+    neighbours,
+    *,
+    reduce: str = "sum",
+    groups=None,
+    progress: bool = False,
+    threads: int | None = None,
+    device=None,
 ) -> dict[str, np.ndarray]:
     """Per-item FRCorr, FRDist and FRDiv, (N,) each: their means are the metrics.
 
     What confidence intervals resample (``reactdiff_lite.stats``). FRVar, FRDvs and FRSyn
     are not means of per-item terms (FRDvs compares items), so they have no per-item form.
     """
-    table = frdist_table(pred, listener, neighbours, groups=groups, progress=progress, threads=threads)
+    table = frdist_table(pred, listener, neighbours, groups=groups, progress=progress, threads=threads, device=device)
     return {
-        "FRCorr": _per_item(frcorr_table(pred, listener, neighbours), reduce),
+        "FRCorr": _per_item(frcorr_table(pred, listener, neighbours, device=device), reduce),
         "FRDist": _per_item(table, reduce),
-        "FRDiv": frdiv_items(pred),
+        "FRDiv": frdiv_items(pred, device=device),
     }
 
 
-def frdvs(pred) -> float:
+def frdvs(pred, *, device=None) -> float:
     """FRDvs: ``Σ_k Σ_{n,m} ‖pred[n,k] − pred[m,k]‖² / (N(N−1)·K·T·D)`` in float64 (higher is better)."""
     p = checked_pred(pred)
+    if device is not None:
+        return _torch_engine(device).frdvs(p, device)
     N, K, T, D = p.shape
     if N == 1:
         return 0.0
@@ -319,9 +351,11 @@ def frdvs(pred) -> float:
     return float(2 * N * total / (N * (N - 1) * K * T * D))
 
 
-def frvar(pred) -> float:
+def frvar(pred, *, device=None) -> float:
     """FRVar: mean over (n, k, d) of the unbiased variance over time (higher is better)."""
     p = checked_pred(pred)
+    if device is not None:
+        return _torch_engine(device).frvar(p, device)
     N, K, T, D = p.shape
     if T < 2:
         raise ValueError(f"FRVar needs T >= 2 frames, got {T}")
@@ -442,6 +476,7 @@ def evaluate(
     per_item: bool = False,
     progress: bool = False,
     threads: int | None = None,
+    device=None,
 ) -> dict:
     """All six REACT metrics, official definitions by default.
 
@@ -457,6 +492,8 @@ def evaluate(
             means are the metrics (see :func:`item_scores`), from the same DTW run.
         progress: tqdm bar for the DTW part; threads: worker threads (default
             :func:`~reactdiff_lite.kernels.default_threads`).
+        device: None (numba/numpy), or ``"cuda"``/``"cpu"``/a torch device: FRCorr, FRDist,
+            FRDiv, FRVar and FRDvs by the torch engine on it; FRSyn stays on the numba kernel.
 
     Returns:
         ``{"FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"}`` (+ ``"FRRea_proxy"``) floats.
@@ -465,11 +502,11 @@ def evaluate(
     L = checked_people(listener, "listener", p)
     S = checked_people(speaker, "speaker", p)
     A = checked_neighbours(neighbours, p.shape[0])
-    items = item_scores(p, L, A, reduce=reduce, groups=groups, progress=progress, threads=threads)
+    items = item_scores(p, L, A, reduce=reduce, groups=groups, progress=progress, threads=threads, device=device)
     out: dict = {
         **{name: float(values.mean()) for name, values in items.items()},
-        "FRVar": frvar(p),
-        "FRDvs": frdvs(p),
+        "FRVar": frvar(p, device=device),
+        "FRDvs": frdvs(p, device=device),
         "FRSyn": frsyn(p, S, all_predictions=all_predictions, threads=threads),
     }
     if realism:
