@@ -23,11 +23,10 @@ from reactdiff_lite.metrics import (
     frdist_table,
     frdiv,
     frdvs,
-    frechet_distance,
     frsyn,
     frvar,
-    realism_proxy,
 )
+from reactdiff_lite.realism import frechet_distance, realism_proxy
 from reactdiff_lite.schema import AU_NAMES, EMOTION_DIM, FE_NAMES, TDMM_DIM, VA_NAMES
 
 
