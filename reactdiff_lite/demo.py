@@ -222,6 +222,7 @@ def run_demo(
     configs = {stage: read_checkpoint(out / stage / "best.pt")["config"] for stage in ("stage1", "stage2")}
     table["provenance"] = provenance(configs, [seed], out / "data")
     atomic_write_json(out / "results.json", {**results, "provenance": table["provenance"]})
+    atomic_write_json(out / "items.json", table["items"])  # per-item scores, for paired comparisons
     atomic_write_json(
         out / "run.json",
         {
