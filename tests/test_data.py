@@ -113,7 +113,7 @@ def test_emotion_statistics_are_sensible(smoke_data):
 def test_default_preset_writes_751_frame_clips(tmp_path):
     """Write one session of the default preset (not the whole set) and read it back."""
     manifest = synthetic.plan_dataset("default", 0)
-    assert {s: len(manifest["splits"][s]["pairs"]) for s in SPLITS} == {"train": 100, "val": 24, "test": 24}
+    assert {s: len(manifest["splits"][s]["pairs"]) for s in SPLITS} == {"train": 100, "val": 64, "test": 64}
     pair = manifest["splits"]["test"]["pairs"][0]
     frames = synthetic.PRESETS["default"].clip_frames
     assert frames == 751
