@@ -82,3 +82,27 @@ def cue_response(pred: np.ndarray, cues: Sequence[Sequence], fps: int = FPS) -> 
     parts = cue_parts(pred, cues, fps)
     pooled = {kind: np.nansum(parts[kind] * parts[f"{kind}_n"]) / parts[f"{kind}_n"].sum() for kind in KINDS}
     return float(pooled["question"] - pooled["statement"])
+
+
+def latent_cue_probe(latents: np.ndarray, cues: Sequence[Sequence], groups: Sequence, fps: int = FPS) -> float:
+    """Out-of-fold AUC of question vs statement from speaker latents around phrase ends.
+
+    Where is the cue lost? The same logistic probe as the world's face/voice probe
+    (``data.probe``: five 0.2 s parts of [-0.6, +0.4] s around each phrase end, folds by
+    ``groups``, e.g. scripts) on the latents the denoiser is conditioned on.
+
+    Args:
+        latents: (N, T, Dz) speaker latents of N items. cues: per item, ``(time s, kind)``.
+        groups: per item, its fold group (its script or appropriate set).
+    """
+    from .data.probe import _pool, probe_auc
+
+    rows, labels, folds = [], [], []
+    for z, item_cues, group in zip(latents, cues, groups, strict=True):
+        for time, kind in item_cues:
+            pooled = _pool(np.asarray(z), time, fps) if kind in KINDS else None
+            if pooled is not None:
+                rows.append(pooled)
+                labels.append(kind == "question")
+                folds.append(group)
+    return probe_auc(np.stack(rows), np.array(labels), np.array(folds))

@@ -59,3 +59,22 @@ def test_cues_too_close_to_the_clip_edges_are_skipped():
     cues = [[(0.0, "question"), (11.9, "statement")]]  # no baseline before / no window after
     parts = cue_parts(reactions(300, [])[None], cues)
     assert parts["question_n"][0] == 0 and parts["statement_n"][0] == 0
+
+
+def test_latent_probe_finds_a_cue_the_latents_carry_and_not_one_they_do_not():
+    from reactdiff_lite.diagnostics import latent_cue_probe
+
+    rng = np.random.default_rng(0)
+    N, T, Dz = 40, 500, 4
+    cues = [
+        [(float(t), "question" if rng.random() < 0.4 else "statement") for t in (3.0, 8.0, 13.0, 18.0)]
+        for _ in range(N)
+    ]
+    latents = rng.normal(size=(N, T, Dz))
+    groups = np.arange(N) % 8
+    chance = latent_cue_probe(latents, cues, groups)
+    for n, item in enumerate(cues):
+        for t, kind in item:
+            if kind == "question":
+                latents[n, int(t * FPS) - 5 : int(t * FPS) + 5, 0] += 2.0
+    assert latent_cue_probe(latents, cues, groups) > 0.95 and 0.3 < chance < 0.7
