@@ -77,11 +77,16 @@ def cue_parts(pred: np.ndarray, cues: Sequence[Sequence], fps: int = FPS) -> dic
     return out
 
 
-def cue_response(pred: np.ndarray, cues: Sequence[Sequence], fps: int = FPS) -> float:
-    """The pooled cue response: mean over all question ends minus mean over all statement ends."""
-    parts = cue_parts(pred, cues, fps)
+def pooled_response(parts: dict[str, np.ndarray]) -> float:
+    """The cue response from :func:`cue_parts`: the mean over all question ends minus the mean
+    over all statement ends (each item weighted by its number of cues of that kind)."""
     pooled = {kind: np.nansum(parts[kind] * parts[f"{kind}_n"]) / parts[f"{kind}_n"].sum() for kind in KINDS}
     return float(pooled["question"] - pooled["statement"])
+
+
+def cue_response(pred: np.ndarray, cues: Sequence[Sequence], fps: int = FPS) -> float:
+    """The pooled cue response of reactions (see the module docstring)."""
+    return pooled_response(cue_parts(pred, cues, fps))
 
 
 def latent_cue_probe(latents: np.ndarray, cues: Sequence[Sequence], groups: Sequence, fps: int = FPS) -> float:
@@ -95,12 +100,12 @@ def latent_cue_probe(latents: np.ndarray, cues: Sequence[Sequence], groups: Sequ
         latents: (N, T, Dz) speaker latents of N items. cues: per item, ``(time s, kind)``.
         groups: per item, its fold group (its script or appropriate set).
     """
-    from .data.probe import _pool, probe_auc
+    from .data.probe import pool_window, probe_auc
 
     rows, labels, folds = [], [], []
     for z, item_cues, group in zip(latents, cues, groups, strict=True):
         for time, kind in item_cues:
-            pooled = _pool(np.asarray(z), time, fps) if kind in KINDS else None
+            pooled = pool_window(np.asarray(z), time, fps) if kind in KINDS else None
             if pooled is not None:
                 rows.append(pooled)
                 labels.append(kind == "question")

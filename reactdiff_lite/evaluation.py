@@ -160,7 +160,7 @@ def evaluate_methods(
             row["FRDist_3DMM"] = metrics.frdist(t, real, split.neighbours, reduce=reduce, threads=threads)
         parts = diagnostics.cue_parts(p, cues) if cues is not None else None
         if parts is not None:
-            row["cue_response"] = diagnostics.cue_response(p, cues)
+            row["cue_response"] = diagnostics.pooled_response(parts)
         methods[name] = {key: float(v) for key, v in row.items()}
         if scores is not None:
             estimates = {m: stats.bootstrap(v, labels, resamples=resamples) for m, v in scores.items()}

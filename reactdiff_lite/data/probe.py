@@ -53,7 +53,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _pool(x: np.ndarray, centre: float, rate: float) -> np.ndarray | None:
+def pool_window(x: np.ndarray, centre: float, rate: float) -> np.ndarray | None:
     """Mean of ``x`` (frames at ``rate`` Hz, (F, D)) over PARTS sub-windows of the window
     around ``centre`` s, flattened; None when the window leaves the clip."""
     a, b = int(round((centre - BEFORE) * rate)), int(round((centre + AFTER) * rate))
@@ -79,7 +79,7 @@ def phrase_end_features(emotion: np.ndarray, tdmm: np.ndarray, audio: np.ndarray
     for time, kind in cues:
         if kind == "accent":
             continue
-        f, v = _pool(face_track, time, FPS), _pool(mel, time, AUDIO_RATE / HOP)
+        f, v = pool_window(face_track, time, FPS), pool_window(mel, time, AUDIO_RATE / HOP)
         if f is not None and v is not None:
             face.append(f)
             voice.append(v)
