@@ -461,12 +461,14 @@ def train_once(cfg: TrainConfig) -> Path:
     last, best = run / "last.pt", run / "best.pt"
     if not (last.exists() and best.exists()):
         return train(cfg)
-    if cfg.stage == 2:  # stored configs are resolved against the stage-1 checkpoint
+    stored = cfg
+    if cfg.stage == 2:  # a stage-2 checkpoint stores its config resolved against stage 1
         stage1 = run / cfg.stage2.stage1_checkpoint
-        cfg = resolve_stage2(cfg, ckpt.read_checkpoint(stage1)["config"], str(stage1))
+        stored = resolve_stage2(cfg, ckpt.read_checkpoint(stage1)["config"], str(stage1))
     payload = ckpt.read_checkpoint(last)
     finished = payload["extra"].get("step") == cfg.optim.steps
-    return best if finished and _what_matters(payload["config"]) == _what_matters(stage_dict(cfg)) else train(cfg)
+    same = _what_matters(payload["config"]) == _what_matters(stage_dict(stored))
+    return best if finished and same else train(cfg)
 
 
 def _what_matters(config: dict) -> dict:
