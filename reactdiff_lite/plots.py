@@ -231,3 +231,76 @@ def diversity_curve(curve: Mapping) -> object:
     ax.set_title("diversity and appropriateness vs DDIM steps (test subset)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# The course's roadmap: every box is a component of the library, tagged with the notebooks that build it.
+# (x, y) are box centres on a 16.7 x 7 canvas; the top row is the training path, the bottom row inference.
+ROADMAP_BOXES = {
+    "world": ((1.3, 5.2), "dyadic world\nspeaker + listener\nclips, cues", ("01",)),
+    "encoders": ((4.1, 5.2), "modality encoders\nface (emotion, 3DMM)\nvoice (log-mel)", ("02",)),
+    "mmt": ((6.9, 5.2), "multimodal transformer\nintra-class, then\ninter-class attention", ("03",)),
+    "autoencoder": ((9.7, 5.2), "stage 1: reaction\nautoencoder E, D\nreaction → latent z", ("04",)),
+    "diffusion": (
+        (12.5, 5.2),
+        "stage 2: latent diffusion\ndenoiser on noisy z_t,\nspeaker, previous window",
+        ("05", "06"),
+    ),
+    "training": ((15.3, 5.2), "training loop\nEMA, checkpoints,\nresume, DDP", ("06",)),
+    "speaker": ((1.3, 1.6), "a test speaker\nface + voice", ("06",)),
+    "condition": ((4.1, 1.6), "speaker condition\nE's MMT on the\nspeaker's streams", ("03", "06")),
+    "sampler": ((6.9, 1.6), "DDIM sampler\nK noise draws,\nguidance s", ("05", "06", "08")),
+    "decoder": ((9.7, 1.6), "decoder D\nz → K listener\nreactions", ("04", "06")),
+    "metrics": ((12.5, 1.6), "REACT metrics\nFRCorr, FRDist, FRDiv,\nFRVar, FRDvs, FRSyn", ("07",)),
+    "compare": ((15.3, 1.6), "explore, compare\ndiversity vs steps,\nlearned competitors", ("08", "09")),
+}
+ROADMAP_ARROWS = (
+    ("world", "encoders"),
+    ("encoders", "mmt"),
+    ("mmt", "autoencoder"),
+    ("autoencoder", "diffusion"),
+    ("diffusion", "training"),
+    ("speaker", "condition"),
+    ("condition", "sampler"),
+    ("sampler", "decoder"),
+    ("decoder", "metrics"),
+    ("metrics", "compare"),
+    ("mmt", "condition"),  # the trained encoder is what conditions sampling
+    ("diffusion", "sampler"),  # the trained denoiser is what the sampler runs
+    ("autoencoder", "decoder"),
+)
+
+
+def roadmap(notebook: str | None = None, ax=None):
+    """The course's roadmap: ReactDiff's training path (top) and inference path (bottom), both
+    stages, with the components that notebook ``notebook`` (``"01"`` … ``"09"``) builds or uses
+    highlighted. Drawn from :data:`ROADMAP_BOXES`, so the picture is the library's own map."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(13, 4.2))
+    w, h = 2.45, 1.55
+    for (x, y), text, notebooks in ROADMAP_BOXES.values():
+        on = notebook in notebooks
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.05",
+                facecolor="#ffd59e" if on else "#f2f2f2",
+                edgecolor="#d46a00" if on else "#999999",
+                lw=2.2 if on else 0.8,
+            )
+        )
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5, weight="bold" if on else "normal")
+    for a, b in ROADMAP_ARROWS:
+        (xa, ya), (xb, yb) = ROADMAP_BOXES[a][0], ROADMAP_BOXES[b][0]
+        start = (xa + w / 2, ya) if ya == yb else (xa, ya - h / 2)
+        end = (xb - w / 2, yb) if ya == yb else (xb, yb + h / 2)
+        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "#555555", "lw": 1})
+    ax.text(0.1, 6.55, "training: learn E, D (stage 1), then the denoiser on E's latents (stage 2)", fontsize=8.5)
+    ax.text(0.1, 0.05, "inference: condition on a new speaker, sample K latents, decode, score", fontsize=8.5)
+    ax.set(xlim=(0, 16.7), ylim=(-0.2, 6.9), title=f"Course roadmap{f': notebook {notebook}' if notebook else ''}")
+    ax.axis("off")
+    return ax.figure

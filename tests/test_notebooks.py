@@ -92,7 +92,7 @@ def execute_and_check(path: Path, tmp_path: Path, references: Path = REFERENCES,
     papermill.execute_notebook(
         str(path),
         str(tmp_path / path.name),
-        parameters={"SMOKE": True, "INTERACTIVE": False, "OUT_DIR": str(out_dir)},
+        parameters={"SMOKE": True, "SOLUTIONS": True, "INTERACTIVE": False, "OUT_DIR": str(out_dir)},
         kernel_name="python3",
         cwd=str(path.parent),
         progress_bar=False,
