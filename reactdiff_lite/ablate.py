@@ -197,17 +197,15 @@ def run_ablation(
         {n: r[0]["config"] for n, r in runs.items()}, sorted({s for ss in plan.values() for s in ss}), out / "data"
     )
     md = ablation_markdown(preset, summaries, contrasts, {n: len(r) for n, r in runs.items()}, info)
-    atomic_write_text(out / "ablation.md", md)
-    atomic_write_json(
-        out / "ablation.json",
-        {
-            "variants": {n: {k: e.to_dict() for k, e in s.items()} for n, s in summaries.items()},
-            "contrasts": {f"{a} - {b}": {k: e.to_dict() for k, e in c.items()} for (a, b), c in contrasts.items()},
-            "provenance": info,
-        },
-    )
-    if preset == "default" and variants is None:
-        atomic_write_text(FIGURES / "ablation.md", md)
+    record = {
+        "variants": {n: {k: e.to_dict() for k, e in s.items()} for n, s in summaries.items()},
+        "contrasts": {f"{a} - {b}": {k: e.to_dict() for k, e in c.items()} for (a, b), c in contrasts.items()},
+        "seeds": {n: len(r) for n, r in runs.items()},
+        "provenance": info,
+    }
+    for folder in (out, FIGURES) if preset == "default" and variants is None else (out,):
+        atomic_write_text(folder / "ablation.md", md)
+        atomic_write_json(folder / "ablation.json", record)
     return md
 
 
