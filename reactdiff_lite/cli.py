@@ -118,7 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablate.add_argument("--seeds", type=int, default=3, help="training seeds of the key variants (others: 1)")
     ablate.add_argument("--variants", nargs="+", help="a subset of the variants (default: all)")
-    for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate")):
+    select = _command(
+        commands,
+        "select",
+        "reactdiff_lite.selection:cli_select",
+        "the validation record: every tuned option scored on val against the default",
+    )
+    select.add_argument("--base", help="a finished run of the same preset and seed to reuse (e.g. runs/demo)")
+    select.add_argument("--groups", nargs="+", help="a subset of the option groups (default: all)")
+    for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate"), (select, "runs/select")):
         command.add_argument("--preset", default="default", choices=PRESETS)
         command.add_argument("--out", default=out)
         command.add_argument("--seed", type=int, default=0, help="the world's seed (demo: also training's)")

@@ -1,0 +1,206 @@
+"""The validation record: every tuned option of the default recipe, scored on val, never test.
+
+Each option is varied alone around the default (the preset's config) and scored on the val
+split with the REACT metrics, 95 % cluster-bootstrap intervals and the item-by-item difference
+from the default. Two kinds of options:
+
+- **sampling** options (DDIM steps n, guidance scale s, AU output) re-sample the base model;
+- **training** options (prediction type, denoiser width, speaker encoder) retrain stage 2 on
+  the base run's stage 1 (same world, same budget, same seed).
+
+The rule, fixed before the numbers: an option beats the default when the paired 95 % CI of
+its val FRCorr difference excludes 0 in its favour; otherwise the default stands (it is the
+cheaper or the official choice). ``figures/selection.md`` records every row, and whether the
+default survives the rule. Resumable: each scored option keeps its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from reactdiff_lite import stats
+from reactdiff_lite.data.cache import load_split
+from reactdiff_lite.data.synthetic import item_cues
+from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
+from reactdiff_lite.latents import ReactionModel, load_model, model_modalities
+from reactdiff_lite.metrics import binarize_au
+from reactdiff_lite.models.checkpoint import read_checkpoint
+from reactdiff_lite.sampling import generate
+from reactdiff_lite.train import preset_configs, train_once, train_preset
+from reactdiff_lite.utils import atomic_write_json, atomic_write_text
+
+FIGURES = Path(__file__).resolve().parents[1] / "figures"
+# group: {option label: generate() overrides}; None marks the output post-processing (binary AUs)
+SAMPLING = {
+    "DDIM steps n": {"5": {"steps": 5}, "10": {"steps": 10}, "20": {"steps": 20}},
+    "guidance s": {"1": {"guidance": 1.0}, "1.5": {"guidance": 1.5}, "2": {"guidance": 2.0}, "3": {"guidance": 3.0}},
+    "AU output": {"probabilities": {}, "binary (p > 0.5)": None},
+}
+# group: {option label: stage-2 config overrides}
+TRAINING = {
+    "prediction": {"v": ("diffusion.prediction=v",), "ε": ("diffusion.prediction=eps",)},
+    "denoiser width": {
+        "32": ("diffusion.denoiser.dim=32",),
+        "64": ("diffusion.denoiser.dim=64",),
+        "128": ("diffusion.denoiser.dim=128",),
+    },
+    "speaker encoder": {
+        "frozen": ("stage2.speaker_encoder=frozen",),
+        "trainable": ("stage2.speaker_encoder=trainable",),
+    },
+}
+SCORED = ("FRCorr", "FRDist", "FRDiv")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower().replace("ε", "eps")).strip("_")
+
+
+def defaults(model: ReactionModel) -> dict[str, str]:
+    """The default's label in every group, read from the base model's config."""
+    c = model.config
+    return {
+        "DDIM steps n": str(c.sample.steps),
+        "guidance s": f"{c.sample.guidance:g}",
+        "AU output": "binary (p > 0.5)" if c.sample.binarize_au else "probabilities",
+        "prediction": {"eps": "ε"}.get(c.diffusion.prediction, c.diffusion.prediction),
+        "denoiser width": str(c.diffusion.denoiser.dim),
+        "speaker encoder": c.stage2.speaker_encoder,
+    }
+
+
+def score(model: ReactionModel, data: Path, label: str, overrides: dict | None, seed: int) -> dict:
+    """Sample K reactions per val speaker with ``overrides`` (None: default, then binary AUs) and score them."""
+    val = load_split(data, "val", modalities=model_modalities(model.autoencoder))
+    emotion = generate(model, model.speaker_latents(val), k=model.config.sample.k, seed=seed, **(overrides or {}))
+    emotion = emotion["emotion"].numpy()
+    if overrides is None:
+        emotion = binarize_au(emotion)
+    table = evaluate_methods({label: emotion}, val, realism=False, cues=item_cues(data, "val"))
+    return {"metrics": table["methods"][label], "items": table["items"][label]}
+
+
+def score_option(
+    preset: str, out: Path, base: Path, model: ReactionModel, kind: str, group: str, option: str, chosen, seed, progress
+) -> dict:
+    """Score one option: the base model as configured (the default), re-sampled, or stage 2 retrained."""
+    data = base / "data"
+    if option == chosen[group]:
+        return score(model, data, "default", {}, seed)
+    if kind == "sampling":
+        return score(model, data, option, SAMPLING[group][option], seed)
+    extra = (*TRAINING[group][option], f"stage2.stage1_checkpoint={(base / 'stage1' / 'best.pt').resolve()}")
+    _, cfg = preset_configs(preset, out / _slug(group) / _slug(option), seed, seed, data.resolve(), progress, extra)
+    return score(load_model(train_once(cfg)), data, option, {}, seed)
+
+
+def _cached(path: Path, make) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    result = make()
+    atomic_write_json(path, result)
+    return result
+
+
+def run_selection(
+    preset: str = "default",
+    out: str | Path = "runs/select",
+    base: str | Path | None = None,
+    seed: int = 0,
+    groups: tuple[str, ...] | None = None,
+    progress: bool = True,
+) -> str:
+    """Score every option of :data:`SAMPLING` and :data:`TRAINING` on val; returns the markdown.
+
+    Args:
+        base: a finished run folder with ``data/``, ``stage1/``, ``stage2/`` (e.g. ``runs/demo``
+            of the same preset and seed); trained into ``out/base`` when None.
+        groups: a subset of the option groups (default: all; only the full record is published).
+    """
+    every = {**SAMPLING, **TRAINING}
+    unknown = sorted(set(groups or ()) - set(every))
+    if unknown:
+        raise ValueError(f"unknown option group(s) {unknown}; known: {list(every)}")
+    out = Path(out)
+    base = Path(base) if base else out / "base"
+    best = base / "stage2" / "best.pt"
+    if not best.exists():
+        best = train_preset(preset, base, seed, progress=progress)
+    data, model = base / "data", load_model(best)
+    chosen = defaults(model)
+    options = {g: list(dict.fromkeys([*opts, chosen[g]])) for g, opts in every.items() if g in (groups or every)}
+    jobs = [("sampling" if g in SAMPLING else "training", g, o) for g, opts in options.items() for o in opts]
+    rows: dict[str, dict[str, dict]] = {g: {} for g in options}
+    for kind, group, option in tqdm(jobs, desc="val options", disable=not progress):
+        rows[group][option] = _cached(
+            out / "default.json" if option == chosen[group] else out / _slug(group) / f"{_slug(option)}.json",
+            lambda k=kind, g=group, o=option: score_option(preset, out, base, model, k, g, o, chosen, seed, progress),
+        )
+    labels = stats.clusters(load_split(data, "val", modalities=("emotion",)).neighbours)
+    info = provenance({"stage1": read_checkpoint(base / "stage1" / "best.pt")["config"]}, [seed], data)
+    md = selection_markdown(preset, rows, chosen, labels, info)
+    atomic_write_text(out / "selection.md", md)
+    if preset == "default" and groups is None:
+        atomic_write_text(FIGURES / "selection.md", md)
+    return md
+
+
+def _cell(e: stats.Estimate) -> str:
+    return f"{e.mean:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}]"
+
+
+def verdict(group_rows: dict[str, dict], default: str, labels: np.ndarray) -> tuple[str, dict[str, stats.Estimate]]:
+    """The rule applied to one group: the options whose val FRCorr beats the default's (paired CI > 0)."""
+    ref = np.asarray(group_rows[default]["items"]["FRCorr"])
+    diffs = {o: stats.paired(np.asarray(r["items"]["FRCorr"]), ref, labels) for o, r in group_rows.items()}
+    better = [o for o, d in diffs.items() if o != default and d.ci[0] > 0]
+    if not better:
+        return f"default **{default}** stands: no option's paired val FRCorr CI lies above it.", diffs
+    top = max(better, key=lambda o: diffs[o].mean)
+    return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).", diffs
+
+
+def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray, info: dict) -> str:
+    """One table per tuned option, the paired difference from the default, and the rule's verdict."""
+    lines = [
+        f"# Validation record ({preset} preset): val split, never test",
+        "",
+        "Each option varied alone around the default; K reactions per val speaker, one training seed "
+        "(intervals are conditional on it). Values: mean [95 % cluster-bootstrap CI over the appropriate "
+        "sets]. FRCorr and FRDist are sums over K (higher FRCorr, lower FRDist are better). Rule, fixed "
+        "before the numbers: an option replaces the default only if its paired val FRCorr difference has a "
+        "CI above 0.",
+    ]
+    for group, group_rows in rows.items():
+        line, diffs = verdict(group_rows, chosen[group], labels)
+        lines += [
+            "",
+            f"## {group}",
+            "",
+            "| option | FRCorr | FRDist | FRDiv | cue response | Δ FRCorr vs default |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for option, r in group_rows.items():
+            est = {m: stats.bootstrap(np.asarray(r["items"][m]), labels) for m in SCORED}
+            name = f"{option} (default)" if option == chosen[group] else option
+            cue = r["metrics"].get("cue_response")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(_cell(est[m]) for m in SCORED)
+                + f" | {'–' if cue is None else f'{cue:.3f}'} | {_cell(diffs[option])} |"
+            )
+        lines += ["", line]
+    return "\n".join([*lines, "", provenance_markdown(info), ""])
+
+
+def cli_select(args) -> int:
+    """``python -m reactdiff_lite select --preset default --base runs/demo --out runs/select``."""
+    md = run_selection(args.preset, args.out, args.base, args.seed, tuple(args.groups) if args.groups else None)
+    print(md)
+    print(f"wrote {Path(args.out) / 'selection.md'}")
+    return 0
