@@ -269,7 +269,7 @@ class DiffusionConfig:
     """Stage 2 (``models.diffusion``): schedule, prediction type, condition dropout, network."""
 
     schedule: ScheduleKind = "cosine"  # noise schedule
-    num_train_steps: int = 1000  # N, diffusion steps of the forward process
+    num_train_steps: int = 1000  # L, diffusion steps of the forward process (t = 0 … L − 1)
     prediction: Prediction = "v"  # what the denoiser outputs: v stays well-conditioned
     # where ᾱ_t -> 0 (x̂0 from ε̂ divides by sqrt(ᾱ_t))
     cond_drop_prob: float = 0.1  # P(drop the speaker) in training, for guidance
@@ -337,8 +337,8 @@ class Stage2Config:
 @dataclass
 class SampleConfig:
     k: int = 10  # reactions per speaker
-    steps: int = 20  # denoising steps S of the sampler (DDIM or DDPM), a subsequence of the N diffusion steps
-    eta: float = 0.0  # DDIM η (0 deterministic given x_T)
+    steps: int = 20  # denoising steps n of the sampler (DDIM or DDPM), a subsequence of the L diffusion steps
+    eta: float = 0.0  # DDIM η (0 deterministic given the starting noise)
     guidance: float = 1.0  # classifier-free guidance scale s (1 = conditional only)
     sampler: Sampler = "ddim"
     spacing: Spacing = "trailing"
