@@ -180,6 +180,7 @@ Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
 FUSIONS = ("attention", "concat", "concat_temporal")
 SpeakerEncoder = Literal["frozen", "trainable"]
+Stage2Objective = Literal["diffusion", "regression"]
 
 
 @dataclass
@@ -332,6 +333,12 @@ class Stage2Config:
     # encoding the speaker chunks of each window on the fly (log-mel/MFCC cached); saved as
     # "speaker_encoder". The listener targets stay the frozen autoencoder's latents.
     speaker_encoder: SpeakerEncoder = "frozen"
+    # What stage 2 learns. "diffusion": ReactDiff's latent diffusion (``models.diffusion``).
+    # "regression": the competitor that shows why diffusion is used: the same denoiser and
+    # conditioning trained to output the listener window directly with MSE
+    # (``models.regression``), one reaction per speaker, repeated K times; the diffusion
+    # section's schedule, prediction and cond_drop_prob and the sampler options do not apply.
+    objective: Stage2Objective = "diffusion"
 
 
 @dataclass
