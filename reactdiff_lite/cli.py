@@ -118,7 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablate.add_argument("--seeds", type=int, default=3, help="training seeds of the key variants (others: 1)")
     ablate.add_argument("--variants", nargs="+", help="a subset of the variants (default: all)")
-    for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate")):
+    compare = _command(
+        commands,
+        "compare",
+        "reactdiff_lite.compare:cli_compare",
+        "ReactDiff vs learned competitors (Regression) and the baselines, with seeds and paired CIs",
+    )
+    compare.add_argument("--seeds", type=int, default=3, help="training seeds of every learned competitor")
+    compare.add_argument("--competitors", nargs="+", help="a subset of the learned competitors (default: all)")
+    for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate"), (compare, "runs/compare")):
         command.add_argument("--preset", default="default", choices=PRESETS)
         command.add_argument("--out", default=out)
         command.add_argument("--seed", type=int, default=0, help="the world's seed (demo: also training's)")
