@@ -181,6 +181,8 @@ Sampler = Literal["ddim", "ddpm"]
 FUSIONS = ("attention", "concat", "concat_temporal")
 SpeakerEncoder = Literal["frozen", "trainable"]
 Stage2Objective = Literal["diffusion", "regression"]
+DiffusionLoss = Literal["mse", "l1"]
+SpeakerCondition = Literal["sequence", "flat"]
 
 
 @dataclass
@@ -263,6 +265,10 @@ class DenoiserConfig:
     heads: int = 4  # attention heads
     mlp_ratio: float = 2.0  # feed-forward width / dim
     dropout: float = 0.0  # attention and feed-forward dropout
+    # How the speaker context enters the cross-attention memory. "sequence": one token per
+    # frame at its time position. "flat": the whole context flattened, (S·Dz) -> one token
+    # through a linear layer, as the official code conditions on the speaker window.
+    speaker_condition: SpeakerCondition = "sequence"
 
 
 @dataclass
@@ -274,6 +280,8 @@ class DiffusionConfig:
     prediction: Prediction = "v"  # what the denoiser outputs: v stays well-conditioned
     # where ᾱ_t -> 0 (x̂0 from ε̂ divides by sqrt(ᾱ_t))
     cond_drop_prob: float = 0.1  # P(drop the speaker) in training, for guidance
+    loss: DiffusionLoss = "mse"  # the training loss against the target: squared ("mse") or absolute ("l1", official)
+    clip_x0: bool = False  # clip x̂0 to [-1, 1] in every sampling step (min-max normalised latents; official)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
 
 

@@ -17,12 +17,12 @@ def test_smoke_compare_then_resume(tmp_path, monkeypatch):
     out = tmp_path / "compare"
     assert main(["compare", "--preset", "smoke", "--out", str(out), "--seeds", "1"]) == 0
     md = (out / "compare.md").read_text()
-    for row in ("| ReactDiff | 1 |", "| Regression | 1 |", "| Oracle | 1 |", "| NN_window | 1 |"):
+    for row in ("| ReactDiff | 1 |", "| Regression | 1 |", "| ReactDiff (official recipe) | 1 |", "| NN_window | 1 |"):
         assert row in md
     assert "| ReactDiff − Regression |" in md and "## Claims" in md and "Provenance: commit" in md
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "compare.json").read_text())
-    assert report["learned"] == ["ReactDiff", "Regression"]
+    assert report["learned"] == ["ReactDiff", "Regression", "ReactDiff (official recipe)"]
     methods = report["methods"]
     assert methods["Regression"]["FRDiv"]["mean"] == 0 and methods["ReactDiff"]["FRDiv"]["ci"][0] > 0
     for name, row in methods.items():
@@ -32,6 +32,10 @@ def test_smoke_compare_then_resume(tmp_path, monkeypatch):
     assert [c["holds"] for c in report["claims"]][1] is True  # only ReactDiff has FRDiv > 0
     regression = json.loads((out / "regression" / "seed0" / "eval.json").read_text())
     assert regression["config"]["stage2"]["objective"] == "regression"
+    official = json.loads((out / "reactdiff_official_recipe" / "seed0" / "eval.json").read_text())["config"]
+    assert official["autoencoder"]["latent_norm"] == "minmax" and official["diffusion"]["loss"] == "l1"
+    assert official["diffusion"]["denoiser"]["speaker_condition"] == "flat" and official["sample"]["steps"] == 20
+    assert 0 < methods["ReactDiff (official recipe)"]["FRDiv"]["mean"]  # diverse, from the noise alone
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -57,8 +61,8 @@ def test_claims_non_inferiority_margin_and_diversity(delta_lo, div_lo, expected)
         "Regression": {"FRCorr": estimate(1.0, 0.9, 1.1), "FRDiv": estimate(0.0, 0.0, 0.0)},
     }
     contrasts = {("ReactDiff", "Regression"): {"FRCorr": estimate(0.0, delta_lo, 0.05)}}
-    assert [c["holds"] for c in compare.claims(summaries, contrasts)] == expected
-    assert [c["holds"] for c in compare.claims(summaries, {})] == [None, None]
+    assert [c["holds"] for c in compare.claims(summaries, contrasts)] == [*expected, None]
+    assert [c["holds"] for c in compare.claims(summaries, {})] == [None, None, None]
 
 
 def test_unknown_competitor_is_a_user_error(tmp_path):
