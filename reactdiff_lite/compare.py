@@ -10,6 +10,10 @@ K reactions per test item), scored on the same test items and neighbour matrix:
 - **Regression**: the same denoiser and conditioning trained to output the listener latent
   window with MSE (``stage2.objective=regression``, ``models.regression``): one reaction
   per speaker, repeated K times. The mean-collapse that motivates diffusion.
+- **Trans-VAE**: a conditional VAE over listener latent windows (``stage2.objective=transvae``,
+  ``models.transvae``): a transformer posterior over the window, a 16-d window latent with a
+  N(0, I) prior, and ReactDiff's denoiser as the speaker-conditioned transformer decoder;
+  diversity from sampling z.
 - **ReactDiff (official recipe)**: the authors' released training and sampling recipe on our
   networks: ε prediction with an L1 loss, a 20-step cosine schedule, min-max latent
   normalisation with x̂₀ clipped to [-1, 1], DDIM over all 20 steps, the simultaneous speaker
@@ -52,6 +56,7 @@ OURS = "ReactDiff"
 COMPETITORS = {  # name: config overrides of both stages' preset configs
     OURS: (),
     "Regression": ("stage2.objective=regression",),
+    "Trans-VAE": ("stage2.objective=transvae",),
     "ReactDiff (official recipe)": (
         "autoencoder.latent_norm=minmax",
         "diffusion.prediction=eps",
@@ -98,7 +103,8 @@ def contrast_pairs(names: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[str, str], dict]) -> list[dict]:
     """The issue's claims, each ``{"claim", "test", "holds": True | False | None, "result"}`` (None: not measured)."""
-    return _regression_claims(summaries, contrasts) + [_beats(OFFICIAL, contrasts.get((OURS, OFFICIAL)))]
+    beats = [_beats(other, contrasts.get((OURS, other))) for other in ("Trans-VAE", OFFICIAL)]
+    return _regression_claims(summaries, contrasts) + beats
 
 
 def _beats(other: str, d: Mapping[str, stats.Estimate] | None) -> dict:

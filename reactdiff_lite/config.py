@@ -12,7 +12,7 @@ and a checkpoint reader share one definition and one (de)serialisation path
 (:func:`from_dict` / :func:`to_dict`):
 
 - model configs: ``EncoderConfig`` (modalities), ``MMTConfig`` (fusion),
-  ``AutoencoderConfig`` (stage 1), ``DenoiserConfig`` and ``DiffusionConfig`` (stage 2);
+  ``AutoencoderConfig`` (stage 1), ``DenoiserConfig``, ``TransVAEConfig`` and ``DiffusionConfig`` (stage 2);
 - run configs: ``DataConfig``, ``OptimConfig``, ``RunConfig``, ``Stage2Config``,
   ``SampleConfig``, gathered by ``TrainConfig`` (one YAML file per stage under ``configs/``).
 """
@@ -180,7 +180,7 @@ Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
 FUSIONS = ("attention", "concat", "concat_temporal")
 SpeakerEncoder = Literal["frozen", "trainable"]
-Stage2Objective = Literal["diffusion", "regression"]
+Stage2Objective = Literal["diffusion", "regression", "transvae"]
 DiffusionLoss = Literal["mse", "l1"]
 SpeakerCondition = Literal["sequence", "flat"]
 
@@ -272,6 +272,14 @@ class DenoiserConfig:
 
 
 @dataclass
+class TransVAEConfig:
+    """The Trans-VAE competitor's variational latent (``models.transvae``; ``stage2.objective: transvae``)."""
+
+    z_dim: int = 16  # d_z: one latent vector per listener window
+    kl_weight: float = 1e-3  # β on KL(q(z | x0) || N(0, I)), summed over z, against a per-element MSE
+
+
+@dataclass
 class DiffusionConfig:
     """Stage 2 (``models.diffusion``): schedule, prediction type, condition dropout, network."""
 
@@ -283,6 +291,7 @@ class DiffusionConfig:
     loss: DiffusionLoss = "mse"  # the training loss against the target: squared ("mse") or absolute ("l1", official)
     clip_x0: bool = False  # clip x̂0 to [-1, 1] in every sampling step (min-max normalised latents; official)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    transvae: TransVAEConfig = field(default_factory=TransVAEConfig)  # used only by stage2.objective: transvae
 
 
 # ----------------------------------------------------------------------------- run configs
@@ -346,6 +355,8 @@ class Stage2Config:
     # conditioning trained to output the listener window directly with MSE
     # (``models.regression``), one reaction per speaker, repeated K times; the diffusion
     # section's schedule, prediction and cond_drop_prob and the sampler options do not apply.
+    # "transvae": the Trans-VAE competitor (``models.transvae``): a conditional VAE over the
+    # windows with the same denoiser as its speaker-conditioned decoder (``diffusion.transvae``).
     objective: Stage2Objective = "diffusion"
 
 

@@ -17,7 +17,7 @@ from cached inputs (``speaker_inputs``: the audio replaced by its log-mel/MFCC f
 with ``encode_chunks``; in sampling, ``ReactionModel.encode`` uses it on whole clips.
 
 ``stage2_model`` builds the stage-2 generator a config asks for (``stage2.objective``): the
-latent diffusion model, or the regression competitor on the same denoiser.
+latent diffusion model, or the regression or Trans-VAE competitor on the same denoiser.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.models.regression import LatentRegression
+from reactdiff_lite.models.transvae import LatentTransVAE
 from reactdiff_lite.utils import resolve_device
 from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
 
@@ -158,13 +159,14 @@ def encode_chunks(encoder: LatentEncoder, inputs: Mapping[str, Tensor], valid: T
     return z
 
 
-Stage2Model = LatentDiffusion | LatentRegression  # what stage 2 trains and samples, by ``stage2.objective``
+Stage2Model = LatentDiffusion | LatentRegression | LatentTransVAE  # what stage 2 trains, by ``stage2.objective``
+STAGE2_MODELS = {"diffusion": LatentDiffusion, "regression": LatentRegression, "transvae": LatentTransVAE}
 
 
 def stage2_model(cfg: TrainConfig) -> Stage2Model:
-    """The untrained stage-2 generator of a (resolved) stage-2 config: ``LatentDiffusion`` or
-    ``LatentRegression``, both stored under the checkpoint name ``diffusion``."""
-    return (LatentRegression if cfg.stage2.objective == "regression" else LatentDiffusion)(cfg.diffusion)
+    """The untrained stage-2 generator of a (resolved) stage-2 config: ``LatentDiffusion``,
+    ``LatentRegression`` or ``LatentTransVAE``, each stored under the checkpoint name ``diffusion``."""
+    return STAGE2_MODELS[cfg.stage2.objective](cfg.diffusion)
 
 
 @dataclass

@@ -15,8 +15,9 @@ batch, how to score the validation split and what to store:
   stage-1 encoder path) that encodes the context's aligned chunks on the fly
   (``Stage2Net``); the listener targets stay the cached frozen latents. With
   ``stage2.objective: regression`` the generator is ``LatentRegression`` (the same denoiser
-  trained to output the window with MSE, ``latents.stage2_model``): same batches, loop and
-  checkpoint layout.
+  trained to output the window with MSE), with ``transvae`` ``LatentTransVAE`` (a conditional
+  VAE decoding through the same denoiser); ``latents.stage2_model`` picks it: same batches,
+  loop and checkpoint layout.
 """
 
 from __future__ import annotations

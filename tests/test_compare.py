@@ -22,7 +22,7 @@ def test_smoke_compare_then_resume(tmp_path, monkeypatch):
     assert "| ReactDiff − Regression |" in md and "## Claims" in md and "Provenance: commit" in md
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "compare.json").read_text())
-    assert report["learned"] == ["ReactDiff", "Regression", "ReactDiff (official recipe)"]
+    assert report["learned"] == ["ReactDiff", "Regression", "Trans-VAE", "ReactDiff (official recipe)"]
     methods = report["methods"]
     assert methods["Regression"]["FRDiv"]["mean"] == 0 and methods["ReactDiff"]["FRDiv"]["ci"][0] > 0
     for name, row in methods.items():
@@ -36,6 +36,8 @@ def test_smoke_compare_then_resume(tmp_path, monkeypatch):
     assert official["autoencoder"]["latent_norm"] == "minmax" and official["diffusion"]["loss"] == "l1"
     assert official["diffusion"]["denoiser"]["speaker_condition"] == "flat" and official["sample"]["steps"] == 20
     assert 0 < methods["ReactDiff (official recipe)"]["FRDiv"]["mean"]  # diverse, from the noise alone
+    assert 0 < methods["Trans-VAE"]["FRDiv"]["mean"]  # diverse, from z
+    assert [c["holds"] is None for c in report["claims"]] == [False, False, False, False]  # all measured
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -61,8 +63,8 @@ def test_claims_non_inferiority_margin_and_diversity(delta_lo, div_lo, expected)
         "Regression": {"FRCorr": estimate(1.0, 0.9, 1.1), "FRDiv": estimate(0.0, 0.0, 0.0)},
     }
     contrasts = {("ReactDiff", "Regression"): {"FRCorr": estimate(0.0, delta_lo, 0.05)}}
-    assert [c["holds"] for c in compare.claims(summaries, contrasts)] == [*expected, None]
-    assert [c["holds"] for c in compare.claims(summaries, {})] == [None, None, None]
+    assert [c["holds"] for c in compare.claims(summaries, contrasts)] == [*expected, None, None]
+    assert [c["holds"] for c in compare.claims(summaries, {})] == [None, None, None, None]
 
 
 def test_unknown_competitor_is_a_user_error(tmp_path):

@@ -17,6 +17,15 @@ from reactdiff_lite.train import train
 DEN = DenoiserConfig(latent_dim=4, window=10, context_before=5, context_after=5, dim=16, depth=1, heads=2)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: threads only add synchronisation (and stall on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_same_network_as_the_diffusion_model():
     cfg = DiffusionConfig(denoiser=DEN)
     assert set(LatentRegression(cfg).state_dict()) == set(LatentDiffusion(cfg).state_dict())
