@@ -46,7 +46,15 @@ from reactdiff_lite.baselines import predict_baseline
 from reactdiff_lite.data.cache import load_split
 from reactdiff_lite.data.synthetic import item_cues
 from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
-from reactdiff_lite.experiment import columns_of, contrast, contrast_rows, estimates_rows, run_variant, summarise
+from reactdiff_lite.experiment import (
+    cell,
+    columns_of,
+    contrast,
+    contrast_rows,
+    estimates_rows,
+    run_variant,
+    summarise,
+)
 from reactdiff_lite.plots import appropriateness_diversity, save_figure
 from reactdiff_lite.train import CONFIGS, load_config
 from reactdiff_lite.utils import UserError, atomic_write_json, atomic_write_text
@@ -113,7 +121,7 @@ def _beats(other: str, d: Mapping[str, stats.Estimate] | None) -> dict:
     if d is None:
         return _claim(claim, test, None, "not measured")
     holds = d["FRCorr"].ci[0] > 0 and d["FRDist"].ci[1] < 0
-    return _claim(claim, test, holds, f"Δ FRCorr {_est(d['FRCorr'])}, Δ FRDist {_est(d['FRDist'])}")
+    return _claim(claim, test, holds, f"Δ FRCorr {cell(d['FRCorr'])}, Δ FRDist {cell(d['FRDist'])}")
 
 
 def _regression_claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[str, str], dict]) -> list[dict]:
@@ -131,7 +139,7 @@ def _regression_claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[s
             f"lower 95 % bound of Δ FRCorr (ReactDiff − Regression) > −{NON_INFERIORITY * 100:.0f} % "
             "of Regression's FRCorr",
             d.ci[0] > -margin,
-            f"Δ {_est(d)}, margin −{margin:.3f}",
+            f"Δ {cell(d)}, margin −{margin:.3f}",
         )
     )
     ours, reg = summaries[OURS]["FRDiv"], summaries["Regression"]["FRDiv"]
@@ -140,7 +148,7 @@ def _regression_claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[s
             "only ReactDiff has FRDiv > 0",
             "ReactDiff's FRDiv CI excludes 0; Regression's FRDiv CI does not",
             ours.ci[0] > 0 and not reg.ci[0] > 0,
-            f"ReactDiff {_est(ours, 4)}, Regression {_est(reg, 4)}",
+            f"ReactDiff {cell(ours, 4)}, Regression {cell(reg, 4)}",
         )
     )
     return out
@@ -148,10 +156,6 @@ def _regression_claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[s
 
 def _claim(claim: str, test: str, holds: bool | None, result: str) -> dict:
     return {"claim": claim, "test": test, "holds": holds, "result": result}
-
-
-def _est(e: stats.Estimate, digits: int = 3) -> str:
-    return f"{e.mean:.{digits}f} [{e.ci[0]:.{digits}f}, {e.ci[1]:.{digits}f}]"
 
 
 def compare_markdown(preset: str, summaries: dict, contrasts: dict, seeds: dict, found: list[dict], info: dict) -> str:
