@@ -145,7 +145,7 @@ def _regression_claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[s
     ours, reg = summaries[OURS]["FRDiv"], summaries["Regression"]["FRDiv"]
     out.append(
         _claim(
-            "only ReactDiff has FRDiv > 0",
+            "of ReactDiff and Regression, only ReactDiff has FRDiv > 0",
             "ReactDiff's FRDiv CI excludes 0; Regression's FRDiv CI does not",
             ours.ci[0] > 0 and not reg.ci[0] > 0,
             f"ReactDiff {cell(ours, 4)}, Regression {cell(reg, 4)}",
