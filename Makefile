@@ -44,7 +44,7 @@ references: $(STAMP)
 	@git status --short --untracked-files=all -- tests/references | sed -n 's/^?? /new reference: /p'
 
 # Rewrite the committed figures/explorer.png from the real-browser test (`make demo` and
-# `python -m reactdiff_lite ablate` publish the other figures of the README run).
+# `python -m reactdiff_lite ablate` / `compare` publish the other figures of the README run).
 figures: $(STAMP) browser-deps
 	REACTDIFF_WRITE_FIGURES=1 REACTDIFF_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/test_browser.py
 	git --no-pager diff --stat -- figures

@@ -23,27 +23,20 @@ The key contrasts run with ``seeds`` training seeds; the other variants with one
 evaluates K reactions per test item; per-item scores are averaged over seeds, then 95 %
 intervals come from a cluster bootstrap over the appropriate sets (``reactdiff_lite.stats``);
 an A-vs-B claim uses the item-by-item difference. Runs are resumable: a finished run keeps
-its ``eval.json`` and is not repeated.
+its ``eval.json`` and is not repeated (the runs, estimates and contrasts are
+``reactdiff_lite.experiment``'s, shared with ``compare``).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from reactdiff_lite import stats
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.data.synthetic import item_cues
-from reactdiff_lite.diagnostics import KINDS
-from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
-from reactdiff_lite.latents import load_model, model_modalities
-from reactdiff_lite.models.checkpoint import read_checkpoint
-from reactdiff_lite.sampling import generate
-from reactdiff_lite.train import train_preset
+from reactdiff_lite.evaluation import provenance, provenance_markdown
+from reactdiff_lite.experiment import columns_of, contrast, contrast_rows, estimates_rows, run_variant, summarise
 from reactdiff_lite.utils import atomic_write_json, atomic_write_text
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
@@ -63,87 +56,11 @@ CONTRASTS = (  # (A, B): the claims, each tested as A − B item by item
     ("MMT, trainable speaker encoder", "MMT"),
 )
 KEY_VARIANTS = ("MMT", "concat + temporal attention", "MMT, shuffled audio", "MMT, trainable speaker encoder")
-SCORED = ("FRCorr", "FRDist", "FRDiv")
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
-def run_variant(preset: str, out: Path, name: str, seed: int, world_seed: int, progress: bool) -> dict:
-    """Train (unless done) and evaluate one variant with one training seed; returns its ``eval.json``."""
-    folder = out / _slug(name) / f"seed{seed}"
-    done = folder / "eval.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    best = train_preset(
-        preset, folder, seed, world_seed=world_seed, data=out / "data", extra=VARIANTS[name], progress=progress
-    )
-    model = load_model(best)
-    test = load_split(out / "data", "test", modalities=model_modalities(model.autoencoder))
-    pred = generate(model, model.speaker_latents(test), k=model.config.sample.k, seed=seed)
-    table = evaluate_methods({name: pred["emotion"].numpy()}, test, realism=False, cues=item_cues(out / "data", "test"))
-    result = {
-        "variant": name,
-        "seed": seed,
-        "metrics": table["methods"][name],
-        "items": table["items"][name],
-        "config": read_checkpoint(best)["config"],
-    }
-    atomic_write_json(done, result)
-    return result
-
-
-def _scores(runs: list[dict], key: str) -> np.ndarray:
-    """(R, N) per-item scores of one variant's runs."""
-    return np.array([r["items"][key] for r in runs], dtype=np.float64)
-
-
-def summarise(runs: list[dict], labels: np.ndarray) -> dict[str, stats.Estimate]:
-    """Seed-averaged estimates with intervals of FRCorr, FRDist, FRDiv and the cue response."""
-    out = {m: stats.bootstrap(_scores(runs, m), labels) for m in SCORED}
-    if "cue_question" in runs[0]["items"]:
-        q, s = (_scores(runs, f"cue_{kind}") for kind in KINDS)
-        qn, sn = (_scores(runs, f"cue_{kind}_n")[0] for kind in KINDS)
-        out["cue_response"] = stats.weighted_difference(q, qn, s, sn, labels)
-    return out
-
-
-def contrast(a: list[dict], b: list[dict], labels: np.ndarray) -> dict[str, stats.Estimate]:
-    """A − B item by item (seed means per item), with paired cluster-bootstrap intervals."""
-    out = {m: stats.paired(_scores(a, m).mean(0), _scores(b, m).mean(0), labels) for m in SCORED}
-    if "cue_question" in a[0]["items"]:
-        dq, ds = (_scores(a, f"cue_{k}").mean(0) - _scores(b, f"cue_{k}").mean(0) for k in KINDS)
-        qn, sn = (_scores(a, f"cue_{k}_n")[0] for k in KINDS)
-        out["cue_response"] = stats.weighted_difference(dq, qn, ds, sn, labels)
-    return out
-
-
-def _cell(e: stats.Estimate, digits: int = 3) -> str:
-    return f"{e.mean:.{digits}f} [{e.ci[0]:.{digits}f}, {e.ci[1]:.{digits}f}]"
 
 
 def ablation_markdown(preset: str, summaries: dict, contrasts: dict, seeds: dict, info: dict) -> str:
     """The variants table and the paired-contrasts table."""
-    columns = [c for c in (*SCORED, "cue_response") if all(c in s for s in summaries.values())]
-    head = "| variant | seeds | " + " | ".join(columns) + " | seed sd of FRCorr |"
-    rows = [head, "|---|---:|" + "---:|" * (len(columns) + 1)]
-    for name, est in summaries.items():
-        sd = est["FRCorr"].seed_std
-        rows.append(
-            f"| {name} | {seeds[name]} | "
-            + " | ".join(_cell(est[c]) for c in columns)
-            + f" | {'–' if sd is None else f'{sd:.3f}'} |"
-        )
-    pairs = [
-        "| A − B | " + " | ".join(f"Δ {c}" for c in columns) + " | CI excludes 0 for |",
-        "|---|" + "---:|" * (len(columns) + 1),
-    ]
-    for (a, b), est in contrasts.items():
-        better = [c for c in columns if est[c].excludes_zero]
-        pairs.append(
-            f"| {a} − {b} | " + " | ".join(_cell(est[c]) for c in columns) + f" | {', '.join(better) or 'none'} |"
-        )
+    columns = columns_of(summaries)
     return "\n".join(
         [
             f"# Controlled ablations ({preset} preset): test split",
@@ -155,13 +72,13 @@ def ablation_markdown(preset: str, summaries: dict, contrasts: dict, seeds: dict
             "",
             "## Variants",
             "",
-            *rows,
+            *estimates_rows(summaries, seeds, columns, "variant"),
             "",
             "## Paired differences",
             "",
             "Item-by-item A − B of the seed-averaged scores. FRDist: a negative Δ means A is better.",
             "",
-            *pairs,
+            *contrast_rows(contrasts, columns),
             "",
             provenance_markdown(info),
             "",
@@ -189,7 +106,7 @@ def run_ablation(
     jobs = [(n, s) for n, ss in plan.items() for s in ss]
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for name, seed in tqdm(jobs, desc="ablation runs", disable=not progress):
-        runs[name].append(run_variant(preset, out, name, seed, world_seed, progress))
+        runs[name].append(run_variant(preset, out, name, VARIANTS[name], seed, world_seed, progress))
     labels = stats.clusters(load_split(out / "data", "test", modalities=("emotion",)).neighbours)
     summaries = {n: summarise(r, labels) for n, r in runs.items()}
     contrasts = {(a, b): contrast(runs[a], runs[b], labels) for a, b in CONTRASTS if a in runs and b in runs}

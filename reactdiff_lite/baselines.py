@@ -10,6 +10,11 @@ mirrored item order of the split:
 * ``B_MeanFr``: the mean training frame, repeated over time.
 * ``NN``: the listeners of the K training items whose speakers are closest to the test
   speaker (lock-step distance of z-scored attributes, see :func:`nearest_speakers`).
+* ``NN_window``: the same retrieval per W = 50-frame window (ReactDiff's generation window),
+  stitched: window w of reaction k is the listener window of the k-th training window
+  (any training item, aligned at a multiple of W) whose speaker window is nearest to the
+  test speaker's window w (:func:`window_nn`). A learned competitor's retrieval
+  counterpart: it matches short stretches of behaviour, not whole clips.
 * ``Oracle``: K fresh draws from the dyadic world's reaction law
   (:func:`reactdiff_lite.data.oracle.oracle_reactions`); synthetic data only.
 
@@ -27,6 +32,8 @@ import numpy as np
 
 from .data.cache import SplitData
 from .schema import EMOTION_DIM
+
+WINDOW = 50  # NN_window's retrieval window: ReactDiff's denoiser window (2 s at 25 fps)
 
 Baseline = Callable[..., np.ndarray]
 
@@ -104,6 +111,31 @@ def nn(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
     return _emotion(train, "listener")[idx][:, :, :T]  # (N, K, T, 25)
 
 
+def _aligned_windows(x: np.ndarray, window: int) -> np.ndarray:
+    """(M, T, D) clips -> (M · T // window, window, D): every full window starting at a multiple of ``window``."""
+    M, T, D = x.shape
+    n = T // window
+    return x[:, : n * window].reshape(M * n, window, D)
+
+
+def window_nn(train, test: SplitData, k: int, seed: int, data_root, window: int = WINDOW) -> np.ndarray:
+    """Per ``window``-frame window of each test speaker, the listener windows of the k training
+    windows whose speaker window is nearest (:func:`nearest_speakers` on windows), stitched
+    in time; the last, shorter window is matched on its own frames. Returns (N, K, T, 25)."""
+    train = _need(train, "NN_window")
+    if train.n_frames < window:
+        raise ValueError(f"baseline NN_window: training clips have {train.n_frames} frames, fewer than {window}")
+    bank_speaker = _aligned_windows(_emotion(train, "speaker"), window)  # (B, W, 25)
+    bank_listener = _aligned_windows(_emotion(train, "listener"), window)  # (B, W, 25)
+    speaker, T = _emotion(test, "speaker"), test.n_frames  # (N, T, 25)
+    out = np.empty((len(test), k, T, EMOTION_DIM), dtype=np.float32)
+    for start in range(0, T, window):
+        stop = min(start + window, T)
+        idx = nearest_speakers(bank_speaker, speaker[:, start:stop], k)  # (N, k)
+        out[:, :, start:stop] = bank_listener[idx][:, :, : stop - start]
+    return out
+
+
 def oracle(train, test: SplitData, k: int, seed: int, data_root) -> np.ndarray:
     from .data.oracle import oracle_reactions
     from .data.synthetic import read_manifest
@@ -127,6 +159,7 @@ BASELINES: dict[str, Baseline] = {
     "B_MeanSeq": b_meanseq,
     "B_MeanFr": b_meanfr,
     "NN": nn,
+    "NN_window": window_nn,
     "Oracle": oracle,
 }
 

@@ -126,7 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("--base", help="a finished run of the same preset and seed to reuse (e.g. runs/demo)")
     select.add_argument("--groups", nargs="+", help="a subset of the option groups (default: all)")
-    for command, out in ((demo, "runs/demo"), (ablate, "runs/ablate"), (select, "runs/select")):
+    compare = _command(
+        commands,
+        "compare",
+        "reactdiff_lite.compare:cli_compare",
+        "ReactDiff vs learned competitors (Regression, Trans-VAE, official recipe) and baselines, paired CIs",
+    )
+    compare.add_argument("--seeds", type=int, default=3, help="training seeds of every learned competitor")
+    compare.add_argument("--competitors", nargs="+", help="a subset of the learned competitors (default: all)")
+    for command, out in (
+        (demo, "runs/demo"),
+        (ablate, "runs/ablate"),
+        (select, "runs/select"),
+        (compare, "runs/compare"),
+    ):
         command.add_argument("--preset", default="default", choices=PRESETS)
         command.add_argument("--out", default=out)
         command.add_argument("--seed", type=int, default=0, help="the world's seed (demo: also training's)")

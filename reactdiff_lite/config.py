@@ -12,7 +12,7 @@ and a checkpoint reader share one definition and one (de)serialisation path
 (:func:`from_dict` / :func:`to_dict`):
 
 - model configs: ``EncoderConfig`` (modalities), ``MMTConfig`` (fusion),
-  ``AutoencoderConfig`` (stage 1), ``DenoiserConfig`` and ``DiffusionConfig`` (stage 2);
+  ``AutoencoderConfig`` (stage 1), ``DenoiserConfig``, ``TransVAEConfig`` and ``DiffusionConfig`` (stage 2);
 - run configs: ``DataConfig``, ``OptimConfig``, ``RunConfig``, ``Stage2Config``,
   ``SampleConfig``, gathered by ``TrainConfig`` (one YAML file per stage under ``configs/``).
 """
@@ -180,6 +180,9 @@ Spacing = Literal["leading", "trailing", "linspace"]
 Sampler = Literal["ddim", "ddpm"]
 FUSIONS = ("attention", "concat", "concat_temporal")
 SpeakerEncoder = Literal["frozen", "trainable"]
+Stage2Objective = Literal["diffusion", "regression", "transvae"]
+DiffusionLoss = Literal["mse", "l1"]
+SpeakerCondition = Literal["sequence", "flat"]
 
 
 @dataclass
@@ -262,6 +265,18 @@ class DenoiserConfig:
     heads: int = 4  # attention heads
     mlp_ratio: float = 2.0  # feed-forward width / dim
     dropout: float = 0.0  # attention and feed-forward dropout
+    # How the speaker context enters the cross-attention memory. "sequence": one token per
+    # frame at its time position. "flat": the whole context flattened, (S·Dz) -> one token
+    # through a linear layer, as the official code conditions on the speaker window.
+    speaker_condition: SpeakerCondition = "sequence"
+
+
+@dataclass
+class TransVAEConfig:
+    """The Trans-VAE competitor's variational latent (``models.transvae``; ``stage2.objective: transvae``)."""
+
+    z_dim: int = 16  # d_z: one latent vector per listener window
+    kl_weight: float = 1e-3  # β on KL(q(z | x0) || N(0, I)), summed over z, against a per-element MSE
 
 
 @dataclass
@@ -273,7 +288,10 @@ class DiffusionConfig:
     prediction: Prediction = "v"  # what the denoiser outputs: v stays well-conditioned
     # where ᾱ_t -> 0 (x̂0 from ε̂ divides by sqrt(ᾱ_t))
     cond_drop_prob: float = 0.1  # P(drop the speaker) in training, for guidance
+    loss: DiffusionLoss = "mse"  # the training loss against the target: squared ("mse") or absolute ("l1", official)
+    clip_x0: bool = False  # clip x̂0 to [-1, 1] in every sampling step (min-max normalised latents; official)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    transvae: TransVAEConfig = field(default_factory=TransVAEConfig)  # used only by stage2.objective: transvae
 
 
 # ----------------------------------------------------------------------------- run configs
@@ -332,6 +350,14 @@ class Stage2Config:
     # encoding the speaker chunks of each window on the fly (log-mel/MFCC cached); saved as
     # "speaker_encoder". The listener targets stay the frozen autoencoder's latents.
     speaker_encoder: SpeakerEncoder = "frozen"
+    # What stage 2 learns. "diffusion": ReactDiff's latent diffusion (``models.diffusion``).
+    # "regression": the competitor that shows why diffusion is used: the same denoiser and
+    # conditioning trained to output the listener window directly with MSE
+    # (``models.regression``), one reaction per speaker, repeated K times; the diffusion
+    # section's schedule, prediction and cond_drop_prob and the sampler options do not apply.
+    # "transvae": the Trans-VAE competitor (``models.transvae``): a conditional VAE over the
+    # windows with the same denoiser as its speaker-conditioned decoder (``diffusion.transvae``).
+    objective: Stage2Objective = "diffusion"
 
 
 @dataclass

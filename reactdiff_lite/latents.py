@@ -15,6 +15,9 @@ E trained by the diffusion loss (``c = norm(E'(speaker))``, same chunks); the li
 latents stay those of the frozen E. In training, E' encodes the chunks around each window
 from cached inputs (``speaker_inputs``: the audio replaced by its log-mel/MFCC features)
 with ``encode_chunks``; in sampling, ``ReactionModel.encode`` uses it on whole clips.
+
+``stage2_model`` builds the stage-2 generator a config asks for (``stage2.objective``): the
+latent diffusion model, or the regression or Trans-VAE competitor on the same denoiser.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from reactdiff_lite.metrics import binarize_au
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
+from reactdiff_lite.models.regression import LatentRegression
+from reactdiff_lite.models.transvae import LatentTransVAE
 from reactdiff_lite.utils import resolve_device
 from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
 
@@ -154,13 +159,23 @@ def encode_chunks(encoder: LatentEncoder, inputs: Mapping[str, Tensor], valid: T
     return z
 
 
+Stage2Model = LatentDiffusion | LatentRegression | LatentTransVAE  # what stage 2 trains, by ``stage2.objective``
+STAGE2_MODELS = {"diffusion": LatentDiffusion, "regression": LatentRegression, "transvae": LatentTransVAE}
+
+
+def stage2_model(cfg: TrainConfig) -> Stage2Model:
+    """The untrained stage-2 generator of a (resolved) stage-2 config: ``LatentDiffusion``,
+    ``LatentRegression`` or ``LatentTransVAE``, each stored under the checkpoint name ``diffusion``."""
+    return STAGE2_MODELS[cfg.stage2.objective](cfg.diffusion)
+
+
 @dataclass
 class ReactionModel:
     """A trained ReactDiff: frozen autoencoder + latent diffusion + the stage-2 config, and
     the trained speaker encoder when ``stage2.speaker_encoder`` is ``trainable``."""
 
     autoencoder: ReactionAutoencoder
-    diffusion: LatentDiffusion
+    diffusion: Stage2Model  # the stage-2 generator (``stage2_model``), whatever its objective
     config: TrainConfig  # stage 2, with the autoencoder's config and the sampling defaults
     device: torch.device
     speaker_encoder: LatentEncoder | None = None  # None: the speaker is encoded by the frozen autoencoder
@@ -236,7 +251,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> R
             "best.pt of a stage-2 run (python -m reactdiff_lite train --config "
             "configs/stage2_default.yaml)"
         )
-    autoencoder, diffusion = ReactionAutoencoder(cfg.autoencoder), LatentDiffusion(cfg.diffusion)
+    autoencoder, diffusion = ReactionAutoencoder(cfg.autoencoder), stage2_model(cfg)
     parts = {"autoencoder": autoencoder, "diffusion": diffusion}
     speaker = None
     if cfg.stage2.speaker_encoder == "trainable":

@@ -304,3 +304,45 @@ def roadmap(notebook: str | None = None, ax=None):
     ax.set(xlim=(0, 16.7), ylim=(-0.2, 6.9), title=f"Course roadmap{f': notebook {notebook}' if notebook else ''}")
     ax.axis("off")
     return ax.figure
+
+
+def appropriateness_diversity(
+    points: Mapping[str, Mapping[str, tuple[float, float, float]]], learned: tuple[str, ...] = ()
+) -> object:
+    """The appropriateness-vs-diversity plane: FRCorr against FRDiv and FRDist against FRDiv.
+
+    Args:
+        points: ``{method: {"FRCorr" | "FRDist" | "FRDiv": (mean, ci_lo, ci_hi)}}``; each method is
+            a point with its 95 % intervals as error bars on both axes.
+        learned: the methods drawn as filled circles (trained models); the others are squares.
+    Returns:
+        the matplotlib figure (two panels side by side).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.get_cmap("tab10")
+    for ax, metric, better in zip(axes, ("FRCorr", "FRDist"), ("higher", "lower"), strict=True):
+        for i, (name, p) in enumerate(points.items()):
+            (x, xlo, xhi), (y, ylo, yhi) = p["FRDiv"], p[metric]
+            ax.errorbar(
+                x,
+                y,
+                xerr=[[x - xlo], [xhi - x]],
+                yerr=[[y - ylo], [yhi - y]],
+                fmt="o" if name in learned else "s",
+                ms=7 if name in learned else 5,
+                color=colours(i % 10),
+                capsize=3,
+                label=name,
+            )
+        ax.set(xlabel="FRDiv (diversity, higher is better)", ylabel=f"{metric} ({better} is better)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("appropriateness (FRCorr) vs diversity", fontsize=9)
+    axes[1].set_title("distance to appropriate reactions (FRDist) vs diversity", fontsize=9)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig

@@ -17,7 +17,6 @@ default survives the rule. Resumable: each scored option keeps its JSON.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from reactdiff_lite import stats
 from reactdiff_lite.data.cache import load_split
 from reactdiff_lite.data.synthetic import item_cues
 from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
+from reactdiff_lite.experiment import SCORED, cell, slug
 from reactdiff_lite.latents import ReactionModel, load_model, model_modalities
 from reactdiff_lite.metrics import binarize_au
 from reactdiff_lite.models.checkpoint import read_checkpoint
@@ -43,7 +43,7 @@ SAMPLING = {
 }
 # group: {option label: stage-2 config overrides}
 TRAINING = {
-    "prediction": {"v": ("diffusion.prediction=v",), "ε": ("diffusion.prediction=eps",)},
+    "prediction": {"v": ("diffusion.prediction=v",), "eps": ("diffusion.prediction=eps",)},
     "denoiser width": {
         "32": ("diffusion.denoiser.dim=32",),
         "64": ("diffusion.denoiser.dim=64",),
@@ -54,11 +54,6 @@ TRAINING = {
         "trainable": ("stage2.speaker_encoder=trainable",),
     },
 }
-SCORED = ("FRCorr", "FRDist", "FRDiv")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower().replace("ε", "eps")).strip("_")
 
 
 def defaults(model: ReactionModel) -> dict[str, str]:
@@ -68,7 +63,7 @@ def defaults(model: ReactionModel) -> dict[str, str]:
         "DDIM steps n": str(c.sample.steps),
         "guidance s": f"{c.sample.guidance:g}",
         "AU output": "binary (p > 0.5)" if c.sample.binarize_au else "probabilities",
-        "prediction": {"eps": "ε"}.get(c.diffusion.prediction, c.diffusion.prediction),
+        "prediction": c.diffusion.prediction,
         "denoiser width": str(c.diffusion.denoiser.dim),
         "speaker encoder": c.stage2.speaker_encoder,
     }
@@ -95,7 +90,7 @@ def score_option(
     if kind == "sampling":
         return score(model, data, option, SAMPLING[group][option], seed)
     extra = (*TRAINING[group][option], f"stage2.stage1_checkpoint={(base / 'stage1' / 'best.pt').resolve()}")
-    _, cfg = preset_configs(preset, out / _slug(group) / _slug(option), seed, seed, data.resolve(), progress, extra)
+    _, cfg = preset_configs(preset, out / slug(group) / slug(option), seed, seed, data.resolve(), progress, extra)
     return score(load_model(train_once(cfg)), data, option, {}, seed)
 
 
@@ -138,7 +133,7 @@ def run_selection(
     rows: dict[str, dict[str, dict]] = {g: {} for g in options}
     for kind, group, option in tqdm(jobs, desc="val options", disable=not progress):
         rows[group][option] = _cached(
-            out / "default.json" if option == chosen[group] else out / _slug(group) / f"{_slug(option)}.json",
+            out / "default.json" if option == chosen[group] else out / slug(group) / f"{slug(option)}.json",
             lambda k=kind, g=group, o=option: score_option(preset, out, base, model, k, g, o, chosen, seed, progress),
         )
     labels = stats.clusters(load_split(data, "val", modalities=("emotion",)).neighbours)
@@ -148,10 +143,6 @@ def run_selection(
     if preset == "default" and groups is None:
         atomic_write_text(FIGURES / "selection.md", md)
     return md
-
-
-def _cell(e: stats.Estimate) -> str:
-    return f"{e.mean:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}]"
 
 
 def verdict(group_rows: dict[str, dict], default: str, labels: np.ndarray) -> tuple[str, dict[str, stats.Estimate]]:
@@ -191,8 +182,8 @@ def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray
             cue = r["metrics"].get("cue_response")
             lines.append(
                 f"| {name} | "
-                + " | ".join(_cell(est[m]) for m in SCORED)
-                + f" | {'–' if cue is None else f'{cue:.3f}'} | {_cell(diffs[option])} |"
+                + " | ".join(cell(est[m]) for m in SCORED)
+                + f" | {'–' if cue is None else f'{cue:.3f}'} | {cell(diffs[option])} |"
             )
         lines += ["", line]
     return "\n".join([*lines, "", provenance_markdown(info), ""])

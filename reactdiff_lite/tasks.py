@@ -13,7 +13,11 @@ batch, how to score the validation split and what to store:
   the stage-1 checkpoint by the pure function ``resolve_stage2``. With
   ``stage2.speaker_encoder: trainable`` it also trains a speaker encoder (a copy of the
   stage-1 encoder path) that encodes the context's aligned chunks on the fly
-  (``Stage2Net``); the listener targets stay the cached frozen latents.
+  (``Stage2Net``); the listener targets stay the cached frozen latents. With
+  ``stage2.objective: regression`` the generator is ``LatentRegression`` (the same denoiser
+  trained to output the window with MSE), with ``transvae`` ``LatentTransVAE`` (a conditional
+  VAE decoding through the same denoiser); ``latents.stage2_model`` picks it: same batches,
+  loop and checkpoint layout.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ from torch import Tensor, nn
 
 from reactdiff_lite.config import AutoencoderConfig, ConfigError, TrainConfig, from_dict, stage_dict
 from reactdiff_lite.distributed import ProcessInfo
-from reactdiff_lite.latents import encode_chunks, encode_latents, model_modalities, speaker_inputs
+from reactdiff_lite.latents import (
+    Stage2Model,
+    encode_chunks,
+    encode_latents,
+    model_modalities,
+    speaker_inputs,
+    stage2_model,
+)
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
-from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.utils import Seed, atomic_torch_save, derive_seed
 from reactdiff_lite.windows import chunk_context, context_chunks, listener_target, take_windows, window_condition
 
@@ -197,7 +207,8 @@ SPEAKER = "speaker/"  # batch-key prefix of the trainable speaker encoder's chun
 
 
 class Stage2Net(nn.Module):
-    """What stage 2 trains: the latent diffusion model and, with ``stage2.speaker_encoder:
+    """What stage 2 trains: the stage-2 generator (latent diffusion, or the regression
+    competitor) and, with ``stage2.speaker_encoder:
     trainable``, the speaker encoder whose latents the denoiser reads.
 
     A batch holds the listener target ``x0`` (B, W, Dz), the context ``mask`` (B, S) and the
@@ -207,7 +218,7 @@ class Stage2Net(nn.Module):
     ``chunk_length`` and ``chunk_offset`` (trainable).
     """
 
-    def __init__(self, diffusion: LatentDiffusion, speaker: LatentEncoder | None = None):
+    def __init__(self, diffusion: Stage2Model, speaker: LatentEncoder | None = None):
         super().__init__()
         self.diffusion = diffusion
         self.speaker = speaker
@@ -225,7 +236,7 @@ class Stage2Net(nn.Module):
         return chunk_context(z, batch["chunk_offset"], batch["mask"].shape[1])  # (B, S, Dz)
 
     def loss(self, batch: Mapping[str, Tensor], generator: torch.Generator) -> Tensor:
-        """``LatentDiffusion.loss`` of the batch's windows."""
+        """The generator's loss (``LatentDiffusion.loss`` or ``LatentRegression.loss``) of the batch's windows."""
         return self.diffusion.loss(batch["x0"], self.context(batch), batch["mask"], batch["prev"], generator=generator)
 
 
@@ -252,8 +263,9 @@ class Stage2Task:
         self.window, self.before, self.after = den.window, den.context_before, den.context_after
         self.latents = self._latents(stage1, proc)
         trainable = cfg.stage2.speaker_encoder == "trainable"
-        diffusion = LatentDiffusion(cfg.diffusion)
-        self.net = Stage2Net(diffusion, LatentEncoder.from_autoencoder(self.ae) if trainable else None).to(device)
+        self.net = Stage2Net(stage2_model(cfg), LatentEncoder.from_autoencoder(self.ae) if trainable else None).to(
+            device
+        )
         self.inputs: dict[str, dict[str, Tensor]] = {}  # per split: what the trainable encoder reads, per clip
         self.speaker_clips: dict[str, Tensor] = {}  # per split: (N,) clip of each item's speaker
         if trainable:

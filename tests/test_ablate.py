@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from reactdiff_lite import ablate
+from reactdiff_lite import ablate, experiment
 from reactdiff_lite.cli import main
 
 VARIANTS = ["MMT", "MMT, shuffled audio"]
@@ -23,14 +23,14 @@ def test_smoke_ablation_two_variants_then_resume(tmp_path, monkeypatch):
     report = json.loads((out / "ablation.json").read_text())
     mmt = report["variants"]["MMT"]["FRCorr"]
     assert mmt["ci"][0] <= mmt["mean"] <= mmt["ci"][1] and mmt["seeds"] == 1
-    first = {v: json.loads((out / ablate._slug(v) / "seed0" / "eval.json").read_text()) for v in VARIANTS}
+    first = {v: json.loads((out / experiment.slug(v) / "seed0" / "eval.json").read_text()) for v in VARIANTS}
     assert first["MMT, shuffled audio"]["config"]["data"]["shuffle_audio"] is True
     assert not np.allclose(first["MMT"]["items"]["FRCorr"], first["MMT, shuffled audio"]["items"]["FRCorr"])
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(ablate, "train_preset", no_training)
+    monkeypatch.setattr(experiment, "train_preset", no_training)
     again = ablate.run_ablation("smoke", out, seeds=1, variants=tuple(VARIANTS), progress=False)
     assert again.split("Provenance")[0] == md.split("Provenance")[0]  # read back, not retrained
 

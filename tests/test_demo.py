@@ -20,6 +20,7 @@ ROWS = [
     "B_MeanSeq",
     "B_MeanFr",
     "NN",
+    "NN_window",
     "Oracle",
 ]
 METRICS = ["FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"]

@@ -58,7 +58,8 @@ def diffusers_like(cls, kind: str, T: int = 1000, **options):
 
     (Its own float32 ᾱ agrees with ours to 1e-6: ``test_schedules_match_diffusers``.)
     """
-    sched = cls(num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[kind], clip_sample=False, **options)
+    options.setdefault("clip_sample", False)
+    sched = cls(num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[kind], **options)
     ours = make_schedule(kind, T)
     sched.alphas_cumprod = ours.alphas_cumprod.clone()
     if cls is DDIMScheduler and not options.get("set_alpha_to_one", True):
@@ -161,6 +162,31 @@ def test_ddim_step_matches_diffusers(eta, prediction, theirs):
                 ours, out, t, t - 20, x, eta=eta, prediction=prediction, set_alpha_to_one=alpha_to_one, noise=noise
             )
             torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+@needs_diffusers
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_clipped_x0_steps_match_diffusers_clip_sample(sampler):
+    """The official recipe's x̂0 clipping (ε prediction, 20-step cosine) is diffusers' clip_sample=True."""
+    cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
+    sched, ours = diffusers_like(cls, "cosine", T=20, prediction_type="epsilon", clip_sample=True)
+    sched.set_timesteps(20)
+    g = torch.Generator().manual_seed(5)
+    x, out = 3 * torch.randn(2, 4, 3, generator=g, **F64), torch.randn(2, 4, 3, generator=g, **F64)
+    for t in (19, 10, 0):
+        if sampler == "ddim":
+            want = sched.step(out, t, x, eta=0.0)
+            got, x0 = ddim_step(ours, out, t, t - 1, x, prediction="eps", clip=True)
+        else:
+            want = sched.step(out, t, x, generator=torch.Generator().manual_seed(t))
+            got, x0 = ddpm_step(
+                ours, out, t, x, prediction="eps", clip=True, generator=torch.Generator().manual_seed(t)
+            )
+        torch.testing.assert_close(got, want.prev_sample, rtol=0, atol=1e-6)
+        torch.testing.assert_close(x0, want.pred_original_sample, rtol=0, atol=1e-6)
+        assert x0.abs().max() <= 1
+    unclipped, _ = ddim_step(ours, out, 19, 18, x, prediction="eps")
+    assert unclipped.abs().max() > 1  # the clip is what bounds it here
 
 
 def diffusers_loop(sched, model, x, steps, generator, **step_options):
@@ -361,6 +387,34 @@ def test_keep_cond_false_removes_the_speaker():
     other = net(x, t, torch.randn_like(spk), prev=prev, keep_cond=keep)
     torch.testing.assert_close(other[~keep], out[~keep], rtol=0, atol=0)
     assert (other[keep] - out[keep]).abs().max() > 1e-3
+
+
+def test_flat_speaker_condition_is_one_token_of_the_whole_context():
+    """``speaker_condition: flat`` (official): Linear(S·Dz -> D) of the flattened context, one memory token."""
+    import dataclasses
+
+    flat = dataclasses.replace(SMALL, speaker_condition="flat")
+    net = randomised(flat)
+    assert net.speaker_proj.weight.shape == (flat.dim, S * flat.latent_dim)
+    x, t, spk, prev = inputs()
+    keep = torch.tensor([False, True, True])
+    spk = spk.requires_grad_()
+    out = net(x, t, spk, prev=prev, keep_cond=keep)
+    out.sum().backward()
+    assert out.shape == x.shape and spk.grad[~keep].abs().max() == 0
+    assert spk.grad[keep].abs().min(-1).values.gt(0).all()  # every frame of the context counts
+    moved = torch.roll(spk.detach(), 1, dims=1)  # same frames, other order: a flat token tells them apart
+    assert (net(x, t, moved, prev=prev, keep_cond=keep) - out)[keep].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1"])
+def test_training_loss_kind(loss):
+    """With x0 prediction the target is x0 itself; the untrained model outputs 0."""
+    den = DenoiserConfig(latent_dim=6, window=8, context_before=0, context_after=0, dim=16, depth=1, heads=2)
+    model = LatentDiffusion(DiffusionConfig(prediction="x0", loss=loss, denoiser=den))
+    x0 = torch.randn(4, 8, 6, generator=torch.Generator().manual_seed(0))
+    got = model.loss(x0, torch.randn(4, 8, 6), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, x0.abs().mean() if loss == "l1" else (x0**2).mean())
 
 
 def test_masked_speaker_frames_have_no_influence():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reactdiff_lite import stats
-from reactdiff_lite.baselines import BASELINES, nearest_speakers, predict_baseline
+from reactdiff_lite.baselines import BASELINES, nearest_speakers, predict_baseline, window_nn
 from reactdiff_lite.cli import main
 from reactdiff_lite.data.cache import load_split
 from reactdiff_lite.evaluation import (
@@ -59,6 +59,23 @@ def test_baselines_mean_what_they_say(splits):
     assert np.ptp(fr, axis=2).max() == 0
     r = predict_baseline("B_Random", train, test, k)
     assert 0 <= r.min() and r.max() < 1
+
+
+def test_window_nn_stitches_the_nearest_windows(splits):
+    """Searching the test split itself, every speaker window finds itself first, so reaction 0
+    is the real listener; reaction 1 is stitched from other items."""
+    _, test = splits
+    pred = predict_baseline("NN_window", test, test, k=2)
+    np.testing.assert_array_equal(pred, window_nn(test, test, 2, 0, None, window=50))
+    np.testing.assert_array_equal(pred[:, 0], test.listener_emotion.numpy())
+    short = window_nn(test, test, 2, 0, None, window=40)  # 150 frames: a last window of 30, matched on 30
+    full = 40 * (test.n_frames // 40)
+    np.testing.assert_array_equal(short[:, 0, :full], test.listener_emotion.numpy()[:, :full])
+    assert short.shape == pred.shape and np.isfinite(short).all()
+    second = pred[:, 1].reshape(len(test), -1, 25)
+    assert not np.array_equal(pred[:, 1], pred[:, 0])
+    clip_nn = predict_baseline("NN", test, test, k=2)[:, 1]
+    assert not np.array_equal(pred[:, 1], clip_nn) and np.isfinite(second).all()
 
 
 def test_nearest_speakers_finds_the_same_speaker():

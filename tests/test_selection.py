@@ -31,7 +31,7 @@ def test_smoke_selection_scores_options_on_val_and_resumes(tmp_path, monkeypatch
     assert main(["select", "--preset", "smoke", "--out", str(out), "--groups", "guidance s", "prediction"]) == 0
     md = (out / "selection.md").read_text()
     assert "val split, never test" in md and "## guidance s" in md and "## prediction" in md
-    assert "| 2 (default) |" in md and "| v (default) |" in md and "| ε |" in md
+    assert "| 2 (default) |" in md and "| v (default) |" in md and "| eps |" in md
     assert (out / "prediction" / "eps" / "stage2" / "best.pt").exists()  # stage 2 retrained on the base stage 1
     assert not (out / "prediction" / "eps" / "stage1").exists()
 

@@ -57,6 +57,8 @@ class ReactionDenoiser(nn.Module):
       always visible, so attention is defined even when everything else is hidden;
     - all positions are sinusoidal on the shared time axis, plus a learned type embedding
       for speaker and previous-window tokens;
+    - with ``speaker_condition: flat`` the speaker frames are instead flattened into one
+      memory token, Linear(S·Dz -> D) (the official code's condition; no time positions);
     - the timestep t ∈ {0 … num_timesteps − 1} is embedded with the same sinusoids (row t of
       the table), then an MLP, and enters through adaLN-Zero modulation of every sub-layer;
       the output projection starts at zero, so the untrained model predicts 0.
@@ -75,7 +77,9 @@ class ReactionDenoiser(nn.Module):
         self.config, self.num_timesteps = config, num_timesteps
         d, dz = config.dim, config.latent_dim
         self.in_proj = nn.Linear(dz, d)
-        self.speaker_proj = nn.Linear(dz, d)
+        span = config.context_before + config.window + config.context_after
+        self.flat = config.speaker_condition == "flat"
+        self.speaker_proj = nn.Linear(span * dz if self.flat else dz, d)
         self.prev_proj = nn.Linear(dz, d)
         self.speaker_type = nn.Parameter(torch.zeros(d))
         self.prev_type = nn.Parameter(torch.zeros(d))
@@ -91,7 +95,6 @@ class ReactionDenoiser(nn.Module):
         for layer in (self.out_modulation[1], self.out_proj):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        span = config.context_before + config.window + config.context_after
         self.register_buffer("positions", sinusoidal_positions(span, d), persistent=False)  # (S, D)
         self.register_buffer("time_table", sinusoidal_positions(num_timesteps, d), persistent=False)  # (T, D)
 
@@ -111,6 +114,13 @@ class ReactionDenoiser(nn.Module):
             )
         if t.shape != (x_t.shape[0],) or t.dtype != torch.long:
             raise ValueError(f"t is {t.dtype} {tuple(t.shape)}, expected torch.int64 ({x_t.shape[0]},)")
+
+    def _speaker_tokens(self, speaker: Tensor, visible: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """Memory tokens of the (hidden-zeroed) speaker context (B, S, Dz) and their visibility:
+        (B, S, D) and (B, S) per frame, or (B, 1, D) and (B, 1) flattened (visible unless dropped)."""
+        if self.flat:
+            return self.speaker_proj(speaker.flatten(1))[:, None] + self.speaker_type, keep[:, None]
+        return self.speaker_proj(speaker) + self.positions[: speaker.shape[1]] + self.speaker_type, visible
 
     def forward(
         self,
@@ -143,11 +153,13 @@ class ReactionDenoiser(nn.Module):
 
         pos = self.positions  # (S, D) on the shared time axis
         h = self.in_proj(x_t) + pos[P : P + W]  # (B, W, D)
-        spk = self.speaker_proj(speaker.masked_fill(~speaker_visible[..., None], 0)) + pos[:S] + self.speaker_type
+        spk, spk_visible = self._speaker_tokens(
+            speaker.masked_fill(~speaker_visible[..., None], 0), speaker_visible, keep
+        )
         prv = self.prev_proj(prev.masked_fill(~prev_visible[..., None], 0)) + pos[:P] + self.prev_type
         null = self.null_token.expand(B, 1, -1)  # (B, 1, D)
-        memory = self.memory_norm(torch.cat([null, spk, prv], dim=1))  # (B, 1 + S + P, D)
-        memory_mask = torch.cat([ones[:, :1], speaker_visible, prev_visible], dim=1)  # (B, 1 + S + P)
+        memory = self.memory_norm(torch.cat([null, spk, prv], dim=1))  # (B, 1 + S + P, D); S -> 1 when flat
+        memory_mask = torch.cat([ones[:, :1], spk_visible, prev_visible], dim=1)  # (B, 1 + S + P)
 
         c = self.time_mlp(self.time_table[t])  # (B, D)
         for block in self.blocks:

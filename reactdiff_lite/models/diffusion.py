@@ -6,7 +6,9 @@ window, with a DDPM-trained denoiser conditioned on the speaker's latent, sample
 where the equations are) with the network (``models.denoiser``), and adds the training
 objective with condition dropout for classifier-free guidance:
 
-    L = E_{t, ε, keep} ||f(x_t, t, c · keep) − target||²,   x_t = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) ε.
+    L = E_{t, ε, keep} ||f(x_t, t, c · keep) − target||²,   x_t = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) ε
+
+(or the absolute error with ``loss: l1``, as the official code).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class LatentDiffusion(nn.Module):
         *,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """The DDPM objective E_{t, ε, keep} ||f(x_t, t, c·keep) − target||², one Monte-Carlo draw.
+        """The DDPM objective E_{t, ε, keep} ||f(x_t, t, c·keep) − target||² (or |·| with ``loss: l1``), one draw.
 
         Args:
             x0: clean listener latent window (B, W, Dz); the rest as ``ReactionDenoiser.forward``.
@@ -68,7 +70,8 @@ class LatentDiffusion(nn.Module):
         keep = (torch.rand(B, generator=generator, device=where) >= self.config.cond_drop_prob).to(dev)  # (B,)
         x_t = q_sample(self.schedule, x0, t, noise)
         output = self.denoiser(x_t, t, speaker, speaker_mask, prev, keep)
-        return F.mse_loss(output, prediction_target(self.schedule, x0, t, noise, self.config.prediction))
+        target = prediction_target(self.schedule, x0, t, noise, self.config.prediction)
+        return (F.l1_loss if self.config.loss == "l1" else F.mse_loss)(output, target)
 
     def model_fn(
         self, speaker: Tensor, speaker_mask: Tensor | None = None, prev: Tensor | None = None, guidance: float = 1.0
@@ -101,7 +104,9 @@ class LatentDiffusion(nn.Module):
         shape = (speaker.shape[0], c.window, c.latent_dim)
         x_T = randn(shape, generator, speaker.device, speaker.dtype) if x_T is None else x_T  # (B, W, Dz)
         timesteps = make_timesteps(self.schedule.num_steps, steps, spacing)
-        options = dict(sampler=sampler, eta=eta, prediction=self.config.prediction, generator=generator)
+        options = dict(
+            sampler=sampler, eta=eta, prediction=self.config.prediction, clip=self.config.clip_x0, generator=generator
+        )
         return self.model_fn(speaker, speaker_mask, prev, guidance), x_T, timesteps, options
 
     @torch.no_grad()

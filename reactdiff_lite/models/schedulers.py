@@ -27,8 +27,10 @@ Numerics follow ``diffusers`` (DDPMScheduler, DDIMScheduler) where the options c
 ``tests/test_diffusion.py`` checks that. Conventions worth knowing:
 - Schedules are computed in float64; step coefficients are Python floats, so a float32
   sample is updated in float32 with coefficients rounded once.
-- ``clip_sample`` and thresholding are not implemented (latents are not bounded images):
-  compare with diffusers' ``clip_sample=False``.
+- ``clip=True`` clamps x̂_0 to [-1, 1] before it is used, as diffusers' ``clip_sample=True``
+  (range 1; ε̂ is not recomputed, as their default ``use_clipped_model_output=False``): for
+  min-max normalised latents (the official recipe). Off by default: standardised latents are
+  not bounded. Dynamic thresholding is not implemented.
 - diffusers' DDIM ``step`` always steps to ``t - T // steps`` whatever the spacing; our
   loop steps to the next timestep actually in the list. They agree for "leading" spacing
   and for "trailing" when ``steps`` divides ``T``; for "linspace" diffusers' DDIM loop is
@@ -222,17 +224,19 @@ def ddpm_step(
     *,
     prev_t: int | None = None,
     prediction: Prediction = "eps",
+    clip: bool = False,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One ancestral step x_t -> x_t' from the posterior q(x_t' | x_t, x̂0).
 
-    Matches diffusers' ``DDPMScheduler.step`` with ``variance_type="fixed_small"``,
-    ``clip_sample=False``. Noise is drawn (from ``generator``, or given as ``noise``) when t > 0.
+    Matches diffusers' ``DDPMScheduler.step`` with ``variance_type="fixed_small"`` and
+    ``clip_sample=clip``. Noise is drawn (from ``generator``, or given as ``noise``) when t > 0.
 
     Args:
         output: model output at (x_t, t). t: current timestep. x_t: sample (B, …).
         prev_t: next timestep (default t − 1; −1 means the clean end, ᾱ = 1).
+        clip: clamp x̂0 to [-1, 1] first.
     Returns:
         (x_t', x̂0).
     """
@@ -241,6 +245,7 @@ def ddpm_step(
     alpha, beta = a_t / a_prev, 1 - a_t / a_prev  # α'_t, β'_t between the two steps
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
     x0, _ = split_prediction(schedule, output, x_t, tt, prediction)
+    x0 = x0.clamp(-1, 1) if clip else x0
     # posterior mean μ̃(x_t, x̂0)
     mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(alpha) * (1 - a_prev) / (1 - a_t)) * x_t
     if t == 0:
@@ -258,18 +263,20 @@ def ddim_step(
     *,
     eta: float = 0.0,
     prediction: Prediction = "eps",
+    clip: bool = False,
     set_alpha_to_one: bool = True,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One DDIM step x_t -> x_t' (Song et al. 2021, eq. 12).
 
-    Matches diffusers' ``DDIMScheduler.step`` with ``clip_sample=False`` when ``prev_t`` is
+    Matches diffusers' ``DDIMScheduler.step`` with ``clip_sample=clip`` when ``prev_t`` is
     ``t - T // steps`` (what diffusers uses). Noise is drawn whenever eta > 0.
 
     Args:
         output: model output at (x_t, t). t, prev_t: current and next timestep (prev_t < 0: last step).
         eta: 0 deterministic DDIM, 1 the DDPM posterior variance.
+        clip: clamp x̂0 to [-1, 1] (ε̂ stays the model's).
         set_alpha_to_one: at the last step use ᾱ = 1 (True) or ᾱ_0 (False).
     Returns:
         (x_t', x̂0).
@@ -278,6 +285,7 @@ def ddim_step(
     a_prev = schedule.alpha_bar(prev_t) if prev_t >= 0 or set_alpha_to_one else schedule.alpha_bar(0)
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
     x0, eps = split_prediction(schedule, output, x_t, tt, prediction)
+    x0 = x0.clamp(-1, 1) if clip else x0
     sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
     # x_t' = sqrt(ᾱ_t') x̂0 + sqrt(1 − ᾱ_t' − σ²) ε̂ + σ z
     x_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
@@ -314,13 +322,15 @@ def denoise_steps(
     sampler: Sampler = "ddim",
     eta: float = 0.0,
     prediction: Prediction = "eps",
+    clip: bool = False,
     set_alpha_to_one: bool = True,
     generator: torch.Generator | None = None,
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
     """Run the reverse process from x_T along ``timesteps``, yielding (t, x_t', x̂0) per step.
 
     Each step goes to the next listed timestep (−1 after the last). ``sampler="ddpm"`` takes
-    ancestral steps (all T timesteps give the original DDPM sampler); "ddim" uses ``eta``.
+    ancestral steps (all T timesteps give the original DDPM sampler); "ddim" uses ``eta``;
+    ``clip`` clamps every x̂0 to [-1, 1].
     """
     ts = [int(t) for t in timesteps]
     x = x_T
@@ -336,11 +346,14 @@ def denoise_steps(
                 x,
                 eta=eta,
                 prediction=prediction,
+                clip=clip,
                 set_alpha_to_one=set_alpha_to_one,
                 generator=generator,
             )
         elif sampler == "ddpm":
-            x, x0 = ddpm_step(schedule, output, t, x, prev_t=prev_t, prediction=prediction, generator=generator)
+            x, x0 = ddpm_step(
+                schedule, output, t, x, prev_t=prev_t, prediction=prediction, clip=clip, generator=generator
+            )
         else:
             raise ValueError(f"unknown sampler {sampler!r}; expected ddim or ddpm")
         yield t, x, x0
