@@ -8,21 +8,46 @@ The definitions live in :mod:`reactdiff_lite.metrics`; this module only makes th
 
 with the cell cost ``d_g(i, j) = Σ_{k∈g} (x_ik − y_jk)²`` summed in k order (as tslearn
 does), gives ``DTW_g = sqrt(C_g[n−1, m−1])``. :func:`dtw_groups` computes the weighted sum
-``Σ_g w_g DTW_g`` for all groups in one pass over the table: it keeps two rolling rows
-instead of the table and sweeps two rows at a time, row i+1 one column behind row i, so
-that two (with the three REACT groups: six) independent dependency chains run side by
-side (for one or three groups; other group counts go row by row). Cell costs of both
-rows are computed together, loading each y value once, in unrolled blocks of 4, 2 and 1
-dimensions.
+``Σ_g w_g DTW_g`` of the whole tables: it keeps two rolling rows instead of a table and
+sweeps two rows at a time, row i+1 one column behind row i, so that independent
+dependency chains run side by side (with the three REACT groups all three tables go
+together: six chains). Cell costs of both rows are computed together, loading each y
+value once, in unrolled blocks of 4, 2 and 1 dimensions.
 
-**Early abandoning, exact.** Every warping path crosses row i, and accumulated costs only
-grow along a path, so ``min_j C_g[i, j]`` lower-bounds the final ``C_g[n−1, m−1]``, and
-``Σ_g w_g sqrt(min_j C_g[i, j])`` lower-bounds the weighted DTW. :func:`frdist_items`
-visits the candidates of ``min_{j∈app(n)}`` in order of their lock-step (diagonal-path)
-cost, an upper bound of DTW, and abandons a candidate as soon as its lower bound exceeds
-the best value so far times ``1 + PRUNE_MARGIN`` (a relative margin that keeps the test
-safe from rounding). An abandoned candidate could never have been the minimum, so pruning
-never changes a value.
+**Pruning, exact.** FRDist needs ``min_{j∈app(n)}`` of the weighted DTW. Accumulated
+costs only grow along a warping path, so every cell of the optimal path of group g has
+``C_g[i, j] <= C_g[n−1, m−1]``. If the weighted value is to be at most a bound B and the
+groups h already computed sum to ``S = Σ_h w_h DTW_h``, the groups still to come add
+>= 0, so a cell of group g with ``C_g[i, j] > thr_g = ((B − S) / w_g)²`` cannot be on an
+optimal path of a value <= B. :func:`dtw_groups_pruned` computes the groups one after the
+other (most weight per unit of work first: valence/arousal, then expressions, then AUs)
+and each table with PrunedDTW (Silva & Batista 2016): a row's cells above thr_g are
+dropped from its ends, so row i+1 is computed only below the band [lo, hi] of row i
+(columns lo−1..hi) and right of it only while its cells stay <= thr_g. A row with no cell
+<= thr_g abandons the candidate (this is early abandoning on ``min_j C_g[i, j]``). The
+cells of an optimal path are never dropped, and every kept cell is computed by the same
+operations as in the full table, so the value of a candidate within the bound is the
+full table's value bit for bit (``tests/test_metrics.py`` checks this against
+:func:`dtw_groups`). :func:`frdist_items` visits the candidates in order of their
+lock-step (diagonal-path) cost, an upper bound of DTW, with B the smaller of the best
+lock-step cost and the best value so far, times ``1 + PRUNE_MARGIN`` (a relative margin
+that keeps the comparisons safe from rounding). A candidate that is abandoned could never
+have been the minimum, so pruning never changes a value. On model-like predictions most
+cells of the best candidate's tables are dropped too (its valence/arousal table alone
+nearly reaches B off the diagonal).
+
+Two exact lower bounds that skip whole candidates before any table were measured on
+issue 13's inputs and not kept: the endpoint bound ``d(0, 0) + d(n−1, m−1)`` (two cells of
+a path of >= 750) never prunes, and the row-minima bound ``Σ_i min_j d_g(i, j)`` (every
+path visits every row) does exceed the best value for every losing unrelated candidate,
+but it needs every cell cost (about two thirds of a full DTW) while the banded tables
+abandon those candidates at about a third. Computing the cell costs as a GEMM
+(``‖x‖² + ‖y‖² − 2 x·y``) was not kept either: with 2 to 15 dimensions per group there is
+little to gain (one FMA per term instead of a subtraction and an FMA, which run on
+separate pipes; numpy's GEMM route took 25 ms for one pair's three matrices, the direct
+sums here ~1.3 ms), and its error is relative to ``‖x‖² + ‖y‖²``, not to the cell (up to
+3.9e-11 relative on near-zero valence/arousal cells of model-like inputs), so the 1e-12
+agreement with tslearn would no longer be guaranteed.
 
 **FMA.** The DTW kernels compile with ``fastmath={"contract"}``: LLVM may fuse
 ``e * e + d`` into one fused multiply-add (one rounding instead of two). Nothing else is
@@ -50,6 +75,7 @@ from numba import njit, uint64
 FASTMATH_FLAGS = {"contract"}  # let LLVM fuse e*e + d into an FMA; nothing else is relaxed
 PRUNE_MARGIN = 1e-9  # abandon only when the lower bound exceeds best * (1 + margin)
 EXTEND_CHUNK = 32  # cell costs right of a band are computed this many columns at a time
+WIDE_BAND = 0.75  # share of cells above which frdist_items uses the fused sweep; see there
 
 
 # ------------------------------------------------------------------------ thread pool
@@ -237,7 +263,7 @@ def dtw_groups(x, yt, n, m, bounds, weights):
     """
     G = weights.shape[0]
     if G != 3:
-        return dtw_groups_pruned(x, yt, n, m, bounds, weights, np.arange(G), np.inf)
+        return dtw_groups_pruned(x, yt, n, m, bounds, weights, np.arange(G), np.inf)[0]
     prev = np.full((G, m + 1), np.inf)  # C[i-1, j-1] at index j; C[-1, -1] = 0
     cur = np.full((G, m + 1), np.inf)  # index 0 stays inf: C[i, -1]
     d = np.empty((2, G, m))  # cell costs of the rows being swept
@@ -326,8 +352,8 @@ def _band(c, start, stop, m, thr):
 
 @njit(inline="always", fastmath=FASTMATH_FLAGS)
 def _dtw_pruned(x, yt, n, m, k0, k1, thr, p, ar, c, da, db):
-    """C[n−1, m−1] of dims k0:k1 with every cell above ``thr`` pruned (PrunedDTW), or inf
-    once a row has no cell <= thr (then the value exceeds thr).
+    """(C[n−1, m−1] of dims k0:k1 with every cell above ``thr`` pruned (PrunedDTW), or inf
+    once a row has no cell <= thr (then the value exceeds thr); cells computed).
 
     Arrays hold C[i, j] at index j+1; the previous row's band [lo, hi] (indices) is
     bracketed by inf. Row i can only be finite from column lo−1 to hi below the band, and
@@ -337,6 +363,7 @@ def _dtw_pruned(x, yt, n, m, k0, k1, thr, p, ar, c, da, db):
     p[:] = np.inf
     p[0] = 0.0  # C[−1, −1]
     lo, hi = 0, 0
+    cells = 0
     i = 0
     while i < n:
         j0 = max(lo - 1, 0)
@@ -349,15 +376,17 @@ def _dtw_pruned(x, yt, n, m, k0, k1, thr, p, ar, c, da, db):
             if ea < m:
                 ar[ea + 1] = np.inf
             end = _band_row(db, x[i + 1], yt, k0, k1, ar, c, j1 - 1, min(ea + 1, m), b, m, thr)
+            cells += ea - j0
             i += 2
         else:
             end = _band_row(da, x[i], yt, k0, k1, p, c, j0, j1, np.inf, m, thr)
             i += 1
+        cells += end - j0
         lo, hi = _band(c, j0 + 1, end, m, thr)
         if lo < 0:
-            return np.inf
+            return np.inf, cells
         p, c = c, p
-    return p[m] if hi == m else np.inf
+    return (p[m] if hi == m else np.inf), cells
 
 
 @njit(inline="always")
@@ -371,7 +400,8 @@ def _group_order(bounds, weights):
 
 @njit(cache=True, fastmath=FASTMATH_FLAGS)
 def dtw_groups_pruned(x, yt, n, m, bounds, weights, order, bound):
-    """:func:`dtw_groups` if it is <= ``bound``, else inf (or, rarely, a value above bound).
+    """(:func:`dtw_groups` if it is <= ``bound``, else inf or a value above bound; the
+    fraction of the tables' cells computed).
 
     The groups go one after the other in ``order``; group g runs :func:`_dtw_pruned` with
     ``thr_g = ((bound − Σ_done w_h DTW_h) / w_g)²``: a cell above thr_g cannot lie on the
@@ -385,20 +415,22 @@ def dtw_groups_pruned(x, yt, n, m, bounds, weights, order, bound):
     da = np.empty(m)
     db = np.empty(m)
     cost = np.empty(G)
+    cells = 0
     done = 0.0
     for g in order:
         rest = bound - done
         if rest < 0.0:
-            return np.inf
+            return np.inf, cells / (G * n * m)
         thr = (rest / weights[g]) ** 2
-        cost[g] = _dtw_pruned(x, yt, n, m, bounds[g], bounds[g + 1], thr, p, ar, c, da, db)
+        cost[g], used = _dtw_pruned(x, yt, n, m, bounds[g], bounds[g + 1], thr, p, ar, c, da, db)
+        cells += used
         if cost[g] == np.inf:
-            return np.inf
+            return np.inf, cells / (G * n * m)
         done += weights[g] * np.sqrt(cost[g])
     total = 0.0
     for g in range(G):
         total += weights[g] * np.sqrt(cost[g])
-    return total
+    return total, cells / (G * n * m)
 
 
 # ------------------------------------------------------------------------ batched DTW
@@ -418,6 +450,13 @@ def frdist_items(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
 
     P: (n, K, T, D) float64 items; Lt: (N, D, T) listeners; the candidates of item n are
     ``idx[ptr[n]:ptr[n + 1]]`` (CSR rows of the appropriateness matrix).
+
+    With ``prune``, candidates go through :func:`dtw_groups_pruned`, best lock-step cost
+    first. A prediction unrelated to every listener needs nearly the whole table of its
+    best candidate, which the fused sweep of :func:`dtw_groups` computes faster (six
+    chains instead of two): if the first candidate of an item's first prediction needed
+    more than ``WIDE_BAND`` of its cells, the first candidate of the item's other
+    predictions goes through :func:`dtw_groups` (both give the same bits).
     """
     K = P.shape[1]
     T = P.shape[2]
@@ -427,6 +466,7 @@ def frdist_items(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
         cand = idx[ptr[n] : ptr[n + 1]]
         C = cand.shape[0]
         upper = np.empty(C)
+        wide = False
         for k in range(K):
             x = P[n, k]  # (T, D)
             xt = np.ascontiguousarray(x.T)  # (D, T)
@@ -447,11 +487,13 @@ def frdist_items(P, Lt, ptr, idx, bounds, weights, prune, out, visited):
             bound = upper[order[0]] * (1.0 + PRUNE_MARGIN) if prune else np.inf
             best = np.inf
             used = 0
-            for c in order:
-                if prune:
-                    v = dtw_groups_pruned(x, Lt[cand[c]], T, T, bounds, weights, groups, bound)
-                else:
+            for pos, c in enumerate(order):
+                if not prune or (pos == 0 and wide):
                     v = dtw_groups(x, Lt[cand[c]], T, T, bounds, weights)
+                else:
+                    v, frac = dtw_groups_pruned(x, Lt[cand[c]], T, T, bounds, weights, groups, bound)
+                    if pos == 0 and k == 0:
+                        wide = frac > WIDE_BAND
                 if v < np.inf:
                     used += 1
                 if v < best:
