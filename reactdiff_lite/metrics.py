@@ -40,7 +40,8 @@ float32 data.
 DTW and TLCC run as numba kernels (:mod:`reactdiff_lite.kernels`): DTW exact to tslearn
 (same cell costs, same recurrence, no approximation), the three groups fused in one pass,
 the (item, prediction) tasks in parallel on a thread pool, and FRDist's minimum over the
-appropriate set with exact early abandoning (pruning never changes a value). Input checks
+appropriate set with exact pruning: banded tables, group by group, and early abandoning
+(pruning never changes a value). Input checks
 (shapes, NaN, the appropriateness matrix) are in :mod:`reactdiff_lite.metric_inputs`.
 
 Also here: :func:`frechet_distance` and :func:`realism_proxy`, a *proxy* for the official
@@ -264,7 +265,8 @@ def frdist(
         groups: ``[(start, stop, weight), ...]``; default the REACT groups AU/VA/FE with
             weights 1/15, 1, 1/8 for D = 25, and plain DTW over all dims (weight 1) for any
             other D, e.g. the 58-d 3DMM.
-        prune: exact early abandoning (never changes the value); False checks every pair fully.
+        prune: exact pruning (banded tables, early abandoning; never changes the value); False
+            checks every pair fully.
         progress: show a tqdm bar; threads: worker threads (default
             :func:`~reactdiff_lite.kernels.default_threads`).
         device: None (numba kernels), or ``"cuda"``/``"cpu"``/a torch device: the torch
