@@ -421,7 +421,7 @@ def dtw_groups_pruned(x, yt, n, m, bounds, weights, order, bound):
         rest = bound - done
         if rest < 0.0:
             return np.inf, cells / (G * n * m)
-        thr = (rest / weights[g]) ** 2
+        thr = (rest / weights[g]) ** 2 if weights[g] > 0.0 else np.inf
         cost[g], used = _dtw_pruned(x, yt, n, m, bounds[g], bounds[g + 1], thr, p, ar, c, da, db)
         cells += used
         if cost[g] == np.inf:

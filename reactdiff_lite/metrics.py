@@ -104,6 +104,8 @@ def _group_bounds(groups, D: int) -> tuple[np.ndarray, np.ndarray]:
     for start, stop, w in groups:
         if start != bounds[-1] or not 0 <= start < stop <= D:
             raise ValueError(f"groups must be contiguous (start, stop, weight) slices of 0..{D}, got {groups}")
+        if not w >= 0:  # FRDist's pruning needs every group to add >= 0
+            raise ValueError(f"group weights must be >= 0, got {groups}")
         bounds.append(stop)
         weights.append(float(w))
     return np.asarray(bounds, np.int64), np.asarray(weights, np.float64)

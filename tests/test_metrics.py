@@ -118,6 +118,8 @@ def test_dtw_nan_padding_is_trailing_only():
         dtw(np.full((4, 3), np.nan), y[0])
     with pytest.raises(ValueError, match="feature size"):
         dtw(x, rng.random((2, 8, 4)))
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        dtw(x, y, groups=((0, 1, 1.0), (1, 3, -0.5)))
 
 
 def test_frdist_t750_equals_tslearn():
@@ -146,6 +148,7 @@ def noisy_copy(rng, y, sigma, shift=0):
         (1, 5, None),
         (30, 1, None),
         (45, 52, ((0, 3, 0.5), (3, 25, 2.0))),  # two groups
+        (20, 24, ((0, 5, 0.0), (5, 25, 1.0))),  # a group of weight 0
         (37, 37, ((0, 25, 1.0),)),  # one group
     ],
 )
