@@ -22,9 +22,9 @@ groups h already computed sum to ``S = Σ_h w_h DTW_h``, the groups still to com
 optimal path of a value <= B. :func:`dtw_groups_pruned` computes the groups one after the
 other (most weight per unit of work first: valence/arousal, then expressions, then AUs)
 and each table with PrunedDTW (Silva & Batista 2016): a row's cells above thr_g are
-dropped from its ends, so row i+1 is computed only below the band [lo, hi] of row i
-(columns lo−1..hi) and right of it only while its cells stay <= thr_g. A row with no cell
-<= thr_g abandons the candidate (this is early abandoning on ``min_j C_g[i, j]``). The
+dropped from its ends, so row i+1 is computed only from the first to one past the last
+kept column of row i, and right of that only while its cells stay <= thr_g. A row with no
+cell <= thr_g abandons the candidate (this is early abandoning on ``min_j C_g[i, j]``). The
 cells of an optimal path are never dropped, and every kept cell is computed by the same
 operations as in the full table, so the value of a candidate within the bound is the
 full table's value bit for bit (``tests/test_metrics.py`` checks this against
@@ -33,21 +33,24 @@ lock-step (diagonal-path) cost, an upper bound of DTW, with B the smaller of the
 lock-step cost and the best value so far, times ``1 + PRUNE_MARGIN`` (a relative margin
 that keeps the comparisons safe from rounding). A candidate that is abandoned could never
 have been the minimum, so pruning never changes a value. On model-like predictions most
-cells of the best candidate's tables are dropped too (its valence/arousal table alone
-nearly reaches B off the diagonal).
+cells of the best candidate's tables are dropped too (cells off its diagonal soon exceed
+thr_g).
 
 Two exact lower bounds that skip whole candidates before any table were measured on
-issue 13's inputs and not kept: the endpoint bound ``d(0, 0) + d(n−1, m−1)`` (two cells of
-a path of >= 750) never prunes, and the row-minima bound ``Σ_i min_j d_g(i, j)`` (every
-path visits every row) does exceed the best value for every losing unrelated candidate,
-but it needs every cell cost (about two thirds of a full DTW) while the banded tables
-abandon those candidates at about a third. Computing the cell costs as a GEMM
-(``‖x‖² + ‖y‖² − 2 x·y``) was not kept either: with 2 to 15 dimensions per group there is
-little to gain (one FMA per term instead of a subtraction and an FMA, which run on
-separate pipes; numpy's GEMM route took 25 ms for one pair's three matrices, the direct
-sums here ~1.3 ms), and its error is relative to ``‖x‖² + ‖y‖²``, not to the cell (up to
-3.9e-11 relative on near-zero valence/arousal cells of model-like inputs), so the 1e-12
-agreement with tslearn would no longer be guaranteed.
+issue 13's inputs and not kept: the endpoint bound ``Σ_g w_g sqrt(d_g(0, 0) + d_g(n−1,
+m−1))`` (both cells are on every path) stays below the best value (at most 0.99 of it on
+model-like, 0.11 on unrelated predictions), and the row-minima bound ``Σ_g w_g sqrt(Σ_i
+min_j d_g(i, j))`` (every path visits every row) does exceed the best value for every
+losing unrelated candidate, but it needs every cell cost (more than half of a full DTW)
+while the banded tables abandon those candidates at about a third. Computing the cell
+costs as a GEMM (``‖x‖² + ‖y‖² − 2 x·y``) was not kept either: with 2 to 15 dimensions per
+group there is little to gain (one FMA per term instead of a subtraction and an FMA, which
+run on separate pipes; numpy's GEMM route took 25 ms for one pair's three matrices, the
+direct sums here ~1 ms), and its error is relative to ``‖x‖² + ‖y‖²``, not to the cell (up
+to 3.9e-11 relative on near-zero valence/arousal cells of model-like inputs), so the 1e-12
+agreement with tslearn would no longer be guaranteed. Sweeping the banded tables four rows
+at a time (four chains instead of two) and cell costs in blocks of 8 dimensions measured
+no faster.
 
 **FMA.** The DTW kernels compile with ``fastmath={"contract"}``: LLVM may fuse
 ``e * e + d`` into one fused multiply-add (one rounding instead of two). Nothing else is
