@@ -12,7 +12,7 @@ CCC and TLCC loops; FRDiv, FRVar and FRDvs with torch as the official code does.
    random`` makes predictions unrelated to any listener (hard for pruning: the
    candidates are about equally far);
 2. times FRDist both ways on identical inputs and prints the ratio and the max |difference|:
-   ours with all threads and with 1 thread (numba, exact early abandoning), and the torch
+   ours with all threads and with 1 thread (numba, exact pruning), and the torch
    engine (``device=``, :mod:`reactdiff_lite.metrics_torch`: every pair by an anti-diagonal
    wavefront) on the CPU and, when CUDA is present, on the GPU; the torch CPU path is
    timed on the first items only (``--torch-cpu-pairs``) and scaled per pair, which is

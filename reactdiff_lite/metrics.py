@@ -40,7 +40,8 @@ float32 data.
 DTW and TLCC run as numba kernels (:mod:`reactdiff_lite.kernels`): DTW exact to tslearn
 (same cell costs, same recurrence, no approximation), the three groups fused in one pass,
 the (item, prediction) tasks in parallel on a thread pool, and FRDist's minimum over the
-appropriate set with exact early abandoning (pruning never changes a value). Input checks
+appropriate set with exact pruning: banded tables, group by group, and early abandoning
+(pruning never changes a value). Input checks
 (shapes, NaN, the appropriateness matrix) are in :mod:`reactdiff_lite.metric_inputs`.
 
 Also here: :func:`frechet_distance` and :func:`realism_proxy`, a *proxy* for the official
@@ -103,6 +104,8 @@ def _group_bounds(groups, D: int) -> tuple[np.ndarray, np.ndarray]:
     for start, stop, w in groups:
         if start != bounds[-1] or not 0 <= start < stop <= D:
             raise ValueError(f"groups must be contiguous (start, stop, weight) slices of 0..{D}, got {groups}")
+        if not w >= 0:  # FRDist's pruning needs every group to add >= 0
+            raise ValueError(f"group weights must be >= 0, got {groups}")
         bounds.append(stop)
         weights.append(float(w))
     return np.asarray(bounds, np.int64), np.asarray(weights, np.float64)
@@ -264,7 +267,8 @@ def frdist(
         groups: ``[(start, stop, weight), ...]``; default the REACT groups AU/VA/FE with
             weights 1/15, 1, 1/8 for D = 25, and plain DTW over all dims (weight 1) for any
             other D, e.g. the 58-d 3DMM.
-        prune: exact early abandoning (never changes the value); False checks every pair fully.
+        prune: exact pruning (banded tables, early abandoning; never changes the value); False
+            checks every pair fully.
         progress: show a tqdm bar; threads: worker threads (default
             :func:`~reactdiff_lite.kernels.default_threads`).
         device: None (numba kernels), or ``"cuda"``/``"cpu"``/a torch device: the torch

@@ -12,7 +12,7 @@ import react_reference as official
 import torch
 from tslearn.metrics import dtw as tslearn_dtw
 
-from reactdiff_lite import metrics
+from reactdiff_lite import kernels, metrics
 from reactdiff_lite.metrics import (
     REACT_GROUPS,
     ccc,
@@ -118,6 +118,8 @@ def test_dtw_nan_padding_is_trailing_only():
         dtw(np.full((4, 3), np.nan), y[0])
     with pytest.raises(ValueError, match="feature size"):
         dtw(x, rng.random((2, 8, 4)))
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        dtw(x, y, groups=((0, 1, 1.0), (1, 3, -0.5)))
 
 
 def test_frdist_t750_equals_tslearn():
@@ -131,7 +133,86 @@ def test_frdist_t750_equals_tslearn():
         assert table[n, 0] == pytest.approx(ref, rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["near", "unrelated"])
+def noisy_copy(rng, y, sigma, shift=0):
+    """A model-like prediction: y shifted in time plus Gaussian noise."""
+    return np.roll(y, shift, axis=0) + sigma * rng.normal(size=y.shape)
+
+
+@pytest.mark.parametrize("kind", ["unrelated", "model"])
+@pytest.mark.parametrize(
+    "n,m,groups",
+    [
+        (750, 750, None),  # the REACT groups at full length
+        (61, 40, None),  # odd n, n != m
+        (3, 17, None),
+        (1, 5, None),
+        (30, 1, None),
+        (45, 52, ((0, 3, 0.5), (3, 25, 2.0))),  # two groups
+        (20, 24, ((0, 5, 0.0), (5, 25, 1.0))),  # a group of weight 0
+        (37, 37, ((0, 25, 1.0),)),  # one group
+    ],
+)
+def test_pruned_dtw_is_exact_within_the_bound(kind, n, m, groups):
+    """dtw_groups_pruned (banded tables, groups one after the other) returns the full
+    table's value bit for bit whenever the bound admits it (with FRDist's margin), and never
+    a value within a bound that the true value exceeds: its pruning rules are exact."""
+    rng = np.random.default_rng(n * 1000 + m)
+    y = react_like(rng, 1, max(m, 8))[0, :m].astype(np.float64)  # (smoothing needs >= 6 frames)
+    if kind == "model":
+        x = noisy_copy(rng, np.resize(y, (n, EMOTION_DIM)), 0.05, shift=int(rng.integers(-3, 4)))
+    else:
+        x = rng.random((n, EMOTION_DIM))
+    bounds, weights = metrics._group_bounds(groups, EMOTION_DIM)
+    yt = np.ascontiguousarray(y.T)
+    order = kernels._group_order(bounds, weights)
+    full = kernels.dtw_groups(x, yt, n, m, bounds, weights)
+    ref = sum(w * tslearn_dtw(x[:, s:e], y[:, s:e]) for s, e, w in (groups or REACT_GROUPS))
+    assert full == pytest.approx(ref, rel=1e-12)
+    for factor in [np.inf, 2.0, 1.01, 1 + kernels.PRUNE_MARGIN, 1 - 1e-6, 0.99, 0.8, 0.3]:
+        bound = full * factor
+        value, share = kernels.dtw_groups_pruned(x, yt, n, m, bounds, weights, order, bound)
+        assert 0.0 < share <= 1.0
+        if factor > 1:
+            assert value == full  # bit for bit
+        else:
+            assert value > bound  # abandoned (inf) or above the bound, never a wrong value within it
+        if value <= bound:
+            assert value == full
+
+
+def test_pruned_dtw_drops_cells_of_model_like_predictions():
+    """The bands do drop cells: a noisy copy of the listener, bounded by its lock-step
+    cost (FRDist's first bound), needs well under half of its tables."""
+    rng = np.random.default_rng(11)
+    y = react_like(rng, 1, 300)[0].astype(np.float64)
+    x = noisy_copy(rng, y, 0.05)
+    bounds, weights = metrics._group_bounds(None, EMOTION_DIM)
+    lockstep = sum(w * np.sqrt(((x[:, s:e] - y[:, s:e]) ** 2).sum()) for s, e, w in REACT_GROUPS)
+    yt = np.ascontiguousarray(y.T)
+    value, share = kernels.dtw_groups_pruned(
+        x, yt, 300, 300, bounds, weights, kernels._group_order(bounds, weights), lockstep * 1.000001
+    )
+    assert value == kernels.dtw_groups(x, yt, 300, 300, bounds, weights)
+    assert share < 0.5
+    assert list(kernels._group_order(bounds, weights)) == [1, 2, 0]  # VA, FE, AU
+
+
+def test_frdist_t750_model_like_equals_tslearn():
+    """Model-like predictions (a listener plus noise of σ 0.05, issue 13's bar) at T = 750:
+    exact to tslearn, pruned == unpruned bit for bit."""
+    rng = np.random.default_rng(12)
+    L = react_like(rng, 3, 750)
+    pred = np.stack([[noisy_copy(rng, L[(n + k) % 3], 0.05) for k in range(2)] for n in range(3)]).astype(np.float32)
+    A = np.ones((3, 3), np.int64)
+    table = frdist_table(pred, L, A)
+    np.testing.assert_array_equal(table, frdist_table(pred, L, A, prune=False))
+    for n in range(2):
+        for k in range(2):
+            ref = min(official.dtw_official(pred[n, k], L[j]) for j in range(3))
+            assert table[n, k] == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["near", "unrelated", "mixed"])
 def test_pruning_never_changes_a_value(kind):
     rng = np.random.default_rng(5)
     N, K, T = 8, 3, 120
@@ -149,6 +230,8 @@ def test_pruning_never_changes_a_value(kind):
         ).astype(np.float32)
     else:
         pred = react_like(rng, N * K, T).reshape(N, K, T, EMOTION_DIM)
+    if kind == "mixed":  # first prediction unrelated (the item's later first candidates take the fused sweep)
+        pred[:, 1:] = L[np.argmax(A, 1)][:, None] + 0.05 * rng.normal(size=(N, K - 1, T, EMOTION_DIM))
     pruned, full = frdist_table(pred, L, A), frdist_table(pred, L, A, prune=False)
     np.testing.assert_array_equal(pruned, full)
     np.testing.assert_array_equal(frdist_table(pred, L, A, threads=1), frdist_table(pred, L, A, threads=3))
