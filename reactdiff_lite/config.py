@@ -243,6 +243,9 @@ class AutoencoderConfig:
     fe_weight: float = 1.0  # soft cross-entropy on the 8 expression probabilities
     tdmm_weight: float = 1.0  # MSE on standardised 3DMM; 0 = do not need 3DMM targets
     latent_norm: str = "standard"  # LatentNormalizer mode: "standard" (mean/std) or "minmax" ([-1, 1])
+    # True: latent frame t reads input frames <= t only (the online track): left-aligned STFT
+    # frames, causal convolutions, causal attention masks in the MMT (``docs/architecture.md``)
+    causal: bool = False
 
 
 @dataclass
@@ -262,6 +265,11 @@ class DenoiserConfig:
     heads: int = 4  # attention heads
     mlp_ratio: float = 2.0  # feed-forward width / dim
     dropout: float = 0.0  # attention and feed-forward dropout
+    causal: bool = False  # True: listener frame j sees listener frames <= j and speaker frames <= j (online track)
+
+    def __post_init__(self) -> None:
+        if self.causal and self.context_after:
+            raise ValueError(f"DenoiserConfig.causal needs context_after=0 (got {self.context_after}): no later frame")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import LatentEncoder, ReactionAutoencoder
 from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.utils import resolve_device
-from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
+from reactdiff_lite.windows import PersonSource, lookahead_frames, person_window, rows_and_frames, take_windows
 
 if TYPE_CHECKING:
     from reactdiff_lite.data.cache import SplitData
@@ -173,6 +173,13 @@ class ReactionModel:
     def encode_chunk(self) -> int:
         """Frames per encoded speaker chunk: the stage-1 training window."""
         return self.config.stage2.encode_chunk
+
+    def lookahead(self, online: bool) -> int:
+        """Speaker frames after a listener frame that it may depend on (``windows.lookahead_frames``):
+        0 for the frame-causal online model."""
+        den = self.diffusion.config.denoiser
+        after = 0 if online else den.context_after
+        return lookahead_frames(den.window, after, self.encode_chunk, self.autoencoder.cfg.causal, den.causal)
 
     def encode(self, person: PersonSource, batch_size: int = 64) -> Tensor:
         """Speaker-condition latents (N, T, Dz) on CPU of a person batch or of every clip of a split.
