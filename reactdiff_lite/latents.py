@@ -65,7 +65,8 @@ def encode_latents(
 
     The autoencoder was trained on windows of ``chunk`` frames, so clips are encoded the same
     way: frames ``[c·chunk, (c+1)·chunk)`` together. A latent never depends on frames of a
-    later chunk, which keeps online generation causal at the window level.
+    later chunk, which keeps online generation causal at the window level; a causal
+    autoencoder (``autoencoder.causal``) makes latent t depend on frames ≤ t only.
 
     Args:
         autoencoder: the frozen stage-1 model, or a trained speaker encoder (put in eval mode here).
