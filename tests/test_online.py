@@ -163,6 +163,19 @@ def test_causal_stft_frames_end_with_their_video_frame():
         assert torch.equal(a[:, :first], b[:, :first]) and not torch.equal(a[:, first], b[:, first])
 
 
+def test_causal_attention_maps_are_lower_triangular(causal_model):
+    """Every MMT attention map of the causal encoder gives exactly zero weight to later frames,
+    and the explicit-weights path agrees with the fused kernel."""
+    ae, person = causal_model.autoencoder, speaker_batch(t=12)
+    streams = ae.encoders(person)
+    with torch.no_grad():
+        fused, maps = ae.mmt.forward_with_attention(streams)
+        assert torch.allclose(fused, ae.mmt(streams), atol=1e-5)
+    assert set(maps) >= {"intra/fe", "intra/mfcc", "inter/0"}
+    for weights in maps.values():  # (B, heads, T, T)
+        assert torch.equal(weights.triu(1), torch.zeros_like(weights)) and weights.tril().sum() > 0
+
+
 def test_causal_denoiser_needs_no_future_and_a_causal_encoder(tmp_path):
     with pytest.raises(ConfigError, match="context_after=0"):
         load_config(CONFIGS / "stage2_online.yaml", ["diffusion.denoiser.context_after=25"])
