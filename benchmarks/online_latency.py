@@ -72,7 +72,11 @@ MODELS = {  # (size, model) -> (stage-1 config, stage-2 config, stage-1 override
 
 
 def build(size: str, kind: str, device: torch.device) -> ReactionModel:
-    """A two-stage model of the configs of ``(size, kind)`` with random weights."""
+    """A two-stage model of the configs of ``(size, kind)`` with random weights.
+
+    The denoiser's zero-initialised layers (adaLN-Zero gates, output) get random values too,
+    as training would give them: otherwise the untrained model ignores the speaker, and the
+    frame-stepping check would hold whatever the speaker path did."""
     one, two, over1, over2 = MODELS[size, kind]
     stage1 = load_config(CONFIGS / f"{one}.yaml", over1)
     stored = {"autoencoder": to_dict(stage1.autoencoder), "data": to_dict(stage1.data)}
@@ -80,7 +84,12 @@ def build(size: str, kind: str, device: torch.device) -> ReactionModel:
     torch.manual_seed(0)
     ae = ReactionAutoencoder(cfg.autoencoder)
     ae.normalizer.fit(torch.randn(256, cfg.autoencoder.latent_dim))
-    return ReactionModel(ae.to(device).eval(), LatentDiffusion(cfg.diffusion).to(device).eval(), cfg, device)
+    diffusion = LatentDiffusion(cfg.diffusion)
+    with torch.no_grad():
+        for p in diffusion.parameters():
+            if not p.any():
+                p.normal_(0, 0.3)
+    return ReactionModel(ae.to(device).eval(), diffusion.to(device).eval(), cfg, device)
 
 
 def speaker(frames: int) -> dict[str, torch.Tensor]:
@@ -97,7 +106,7 @@ def speaker(frames: int) -> dict[str, torch.Tensor]:
 
 def heard(person: dict[str, torch.Tensor], first: int, length: int, t: int) -> dict[str, torch.Tensor]:
     """Frames ``[first, first + length)`` of ``person`` with every frame after t (not yet heard) zero."""
-    window = person_window(person, first, length)
+    window = {key: x.clone() for key, x in person_window(person, first, length).items()}
     for key, x in window.items():
         scale = SAMPLES_PER_FRAME if key == "audio" else 1
         x[:, (t + 1 - first) * scale :] = 0
