@@ -134,7 +134,7 @@ class ReactionDenoiser(nn.Module):
         null = torch.full((1,), -1, device=device)
         when = torch.cat([null, torch.arange(S, device=device), torch.arange(P, device=device)])  # (1 + S + P,)
         query = P + torch.arange(W, device=device)  # (W,)
-        return causal_mask(W, W, device=device)[None], when[None] <= query[:, None]
+        return causal_mask(W, device)[None], when[None] <= query[:, None]
 
     def forward(
         self,

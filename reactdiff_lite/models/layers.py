@@ -31,12 +31,10 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return pos  # (T, D)
 
 
-def causal_mask(queries: int, keys: int, offset: int = 0, device: torch.device | None = None) -> Tensor:
-    """M[q, k] = k <= q + offset: query q (at time q + offset on the keys' axis) sees keys up to
-    its own time. Self-attention over one time axis is ``offset=0`` (lower-triangular). Returns
-    (Lq, Lk) bool."""
-    q = torch.arange(queries, device=device)[:, None]
-    return torch.arange(keys, device=device)[None] <= q + offset  # (Lq, Lk)
+def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
+    """M[q, k] = k <= q: over one time axis, frame q sees frames up to its own. Returns (T, T) bool
+    (lower-triangular)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()  # (T, T)
 
 
 class Attention(nn.Module):

@@ -103,7 +103,7 @@ class MultiModalityTransformer(nn.Module):
 
     def _mask(self, x: Tensor) -> Tensor | None:
         """The causal mask (1, T, T) of a (B, T, D) stream, or None (every frame sees all)."""
-        return causal_mask(x.shape[1], x.shape[1], device=x.device)[None] if self.causal else None
+        return causal_mask(x.shape[1], x.device)[None] if self.causal else None
 
     def intra(
         self, streams: dict[str, Tensor], need_weights: bool = True
