@@ -246,6 +246,9 @@ class AutoencoderConfig:
     fe_weight: float = 1.0  # soft cross-entropy on the 8 expression probabilities
     tdmm_weight: float = 1.0  # MSE on standardised 3DMM; 0 = do not need 3DMM targets
     latent_norm: str = "standard"  # LatentNormalizer mode: "standard" (mean/std) or "minmax" ([-1, 1])
+    # True: latent frame t reads input frames <= t only (the online track): left-aligned STFT
+    # frames, causal convolutions, causal attention masks in the MMT (``docs/architecture.md``)
+    causal: bool = False
 
 
 @dataclass
@@ -269,6 +272,13 @@ class DenoiserConfig:
     # frame at its time position. "flat": the whole context flattened, (S·Dz) -> one token
     # through a linear layer, as the official code conditions on the speaker window.
     speaker_condition: SpeakerCondition = "sequence"
+    causal: bool = False  # True: listener frame j sees listener frames <= j and speaker frames <= j (online track)
+
+    def __post_init__(self) -> None:
+        if self.causal and self.context_after:
+            raise ValueError(f"DenoiserConfig.causal needs context_after=0 (got {self.context_after}): no later frame")
+        if self.causal and self.speaker_condition == "flat":
+            raise ValueError("DenoiserConfig.causal needs speaker_condition=sequence: one flat token has no time")
 
 
 @dataclass

@@ -39,7 +39,7 @@ from reactdiff_lite.models.diffusion import LatentDiffusion
 from reactdiff_lite.models.regression import LatentRegression
 from reactdiff_lite.models.transvae import LatentTransVAE
 from reactdiff_lite.utils import resolve_device
-from reactdiff_lite.windows import PersonSource, person_window, rows_and_frames, take_windows
+from reactdiff_lite.windows import PersonSource, lookahead_frames, person_window, rows_and_frames, take_windows
 
 if TYPE_CHECKING:
     from reactdiff_lite.data.cache import SplitData
@@ -70,7 +70,8 @@ def encode_latents(
 
     The autoencoder was trained on windows of ``chunk`` frames, so clips are encoded the same
     way: frames ``[c·chunk, (c+1)·chunk)`` together. A latent never depends on frames of a
-    later chunk, which keeps online generation causal at the window level.
+    later chunk, which keeps online generation causal at the window level; a causal
+    autoencoder (``autoencoder.causal``) makes latent t depend on frames ≤ t only.
 
     Args:
         autoencoder: the frozen stage-1 model, or a trained speaker encoder (put in eval mode here).
@@ -188,6 +189,13 @@ class ReactionModel:
     def encode_chunk(self) -> int:
         """Frames per encoded speaker chunk: the stage-1 training window."""
         return self.config.stage2.encode_chunk
+
+    def lookahead(self, online: bool) -> int:
+        """Speaker frames after a listener frame that it may depend on (``windows.lookahead_frames``):
+        0 for the frame-causal online model."""
+        den = self.diffusion.config.denoiser
+        after = 0 if online else den.context_after
+        return lookahead_frames(den.window, after, self.encode_chunk, self.autoencoder.cfg.causal, den.causal)
 
     def encode(self, person: PersonSource, batch_size: int = 64) -> Tensor:
         """Speaker-condition latents (N, T, Dz) on CPU of a person batch or of every clip of a split.

@@ -17,6 +17,10 @@ frozen stage-1 encoder, or the speaker encoder trained with the denoiser when
 - **Online** (REACT task 2): window w sees speaker windows ≤ w only: the F frames after the
   window are hidden. The speaker is encoded in chunks of the stage-1 window, aligned with
   the generated windows, so no latent of window w carries information from later frames.
+  With the default model this is *window-causal*: a window's first frame still depends on
+  the later speaker frames of its window. The **frame-causal** model of the online track
+  (``configs/stage{1,2}_online.yaml``: causal encoders and denoiser, F = 0) makes listener
+  frame t a function of speaker frames ≤ t only, in either mode (``windows.lookahead_frames``).
 
 Each of the K reactions of a speaker starts from its own noise x_T ~ N(0, I), so fresh
 noise gives a different appropriate reaction. Classifier-free guidance mixes the
@@ -68,7 +72,8 @@ def generate(
         k: reactions per speaker.
         steps, eta, guidance, sampler: DDIM steps, DDIM η, guidance scale s and ``"ddim"`` or
             ``"ddpm"``; None takes the config's ``sample`` section.
-        online: window w sees speaker windows ≤ w only (REACT task 2).
+        online: window w sees speaker windows ≤ w only (window-causal; the frame-causal
+            online model, REACT task 2, is causal whatever this flag says).
         seed: the noise of batch b comes from a generator seeded with (seed, b): the same
             seed and batch_size give the same reactions.
         batch_size: sequences (speakers × k) denoised together.

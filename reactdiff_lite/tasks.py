@@ -195,6 +195,11 @@ def resolve_stage2(cfg: TrainConfig, stage1_config: Mapping[str, Any], where: st
             f"diffusion.denoiser.window={denoiser.window} must be a multiple of the encoding chunk "
             f"{chunk} (stage-1 window), or online mode would see the future"
         )
+    if denoiser.causal and not autoencoder.causal:
+        raise ConfigError(
+            f"diffusion.denoiser.causal needs a causal stage-1 autoencoder ({where} has autoencoder.causal=false): "
+            "train stage 1 with configs/stage1_online.yaml"
+        )
     return dataclasses.replace(
         cfg,
         autoencoder=autoencoder,

@@ -58,7 +58,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from reactdiff_lite.config import ConfigError, OptimConfig, TrainConfig, check_config, load_config, stage_dict
+from reactdiff_lite.config import (
+    ConfigError,
+    OptimConfig,
+    TrainConfig,
+    check_config,
+    from_dict,
+    load_config,
+    stage_dict,
+)
 from reactdiff_lite.distributed import ProcessInfo
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.plots import plot_losses
@@ -467,7 +475,9 @@ def train_once(cfg: TrainConfig) -> Path:
         stored = resolve_stage2(cfg, ckpt.read_checkpoint(stage1)["config"], str(stage1))
     payload = ckpt.read_checkpoint(last)
     finished = payload["extra"].get("step") == cfg.optim.steps
-    same = _what_matters(payload["config"]) == _what_matters(stage_dict(stored))
+    # read through the dataclasses, so that a field added since the run was written takes its default
+    written = stage_dict(from_dict(TrainConfig, payload["config"], f"checkpoint {last}:"))
+    same = _what_matters(written) == _what_matters(stage_dict(stored))
     return best if finished and same else train(cfg)
 
 

@@ -9,6 +9,16 @@ this condition differs from the official code)::
     condition:  speaker frames  [wW − P, (w+1)W + F)   (zero and masked outside the clip;
                                                         online rows also mask those ≥ (w+1)W)
                 listener frames [wW − P, wW)           (ground truth in training, generated in sampling)
+
+What a listener frame may depend on (``lookahead_frames``). The default model is
+*window-causal* online: the whole window is denoised jointly with bidirectional attention,
+and each speaker latent depends on its whole encoding chunk, so listener frame wW depends
+on speaker frames up to (w+1)W − 1 (W − 1 = 49 later frames), and offline up to the end of
+the chunk holding frame (w+1)W + F − 1. The *frame-causal* model of the online track
+(``autoencoder.causal`` and ``diffusion.denoiser.causal``, ``configs/stage*_online.yaml``)
+masks every attention to earlier frames and pads every convolution and STFT on the left,
+so listener frame t depends on speaker frames <= t only (REACT's online task): the same
+window stepping, with a look-ahead of 0.
 """
 
 from __future__ import annotations
@@ -133,3 +143,26 @@ def chunk_context(z: Tensor, offset: Tensor, span: int) -> Tensor:
     """The speaker context from the latents of its chunks: (B, K, C, Dz), (B,) -> (B, span, Dz)."""
     flat = z.flatten(1, 2)  # (B, K C, Dz), the chunks end to end
     return gather_frames(flat, offset[:, None] + torch.arange(span, device=offset.device)[None])
+
+
+def lookahead_frames(window: int, after: int, chunk: int, encoder_causal: bool, denoiser_causal: bool) -> int:
+    """The algorithmic look-ahead: how many speaker frames after a listener frame it may depend on.
+
+    The worst frame is a window's first, wW. Its window sees the speaker up to frame
+    e = (w+1)W + F − 1 (F = ``after``, 0 online). A causal denoiser lets frame wW + j see
+    speaker frames <= wW + j only, and needs a causal encoder: look-ahead 0. A causal encoder
+    alone makes latent e depend on frames <= e: L = W + F − 1. Otherwise latent e depends on
+    its whole encoding chunk of C frames (chunks are aligned with windows, W a multiple of C):
+    L = ⌈(W + F) / C⌉ C − 1.
+
+    Args:
+        window: W. after: F visible after the window (0 online). chunk: C, frames per encoded chunk.
+        encoder_causal: ``autoencoder.causal``. denoiser_causal: ``diffusion.denoiser.causal``.
+    Returns:
+        L in frames (divide by 25 for seconds).
+    """
+    if denoiser_causal:
+        return 0
+    if encoder_causal:
+        return window + after - 1
+    return -(-(window + after) // chunk) * chunk - 1

@@ -18,7 +18,7 @@ from tiny import tiny_config
 from reactdiff_lite.config import ConfigError
 from reactdiff_lite.models import checkpoint as ckpt
 from reactdiff_lite.models.autoencoder import ReactionAutoencoder, load_checkpoint
-from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train
+from reactdiff_lite.train import TrainingDiverged, load_config, lr_factor, train, train_once
 from reactdiff_lite.utils import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -400,3 +400,19 @@ def test_ddp_step_equals_single_process_step(stage, world, stage1, tmp_path):
         a, b = (ckpt.read_checkpoint(r / "last.pt")["modules"][name] for r in (single, ddp))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_train_once_keeps_a_finished_run_written_before_a_config_field_existed(smoke_data, tmp_path):
+    """A finished run whose stored config lacks a field added since (here ``autoencoder.causal``,
+    at its default) is the same run: ``train_once`` returns its best.pt without retraining;
+    a changed value retrains."""
+    cfg = stage1_cfg(smoke_data, tmp_path / "s1")
+    best = train(cfg)
+    last = best.parent / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["config"]["autoencoder"]["causal"]
+    torch.save(payload, last)
+    stamp = last.stat().st_mtime_ns
+    assert train_once(cfg) == best and last.stat().st_mtime_ns == stamp
+    train_once(stage1_cfg(smoke_data, tmp_path / "s1", "autoencoder.causal=true"))
+    assert last.stat().st_mtime_ns != stamp

@@ -17,8 +17,8 @@ TINY_AE = [
 TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
 
 
-def tiny_config(stage: int, world: Path, out: Path, *extra: str) -> TrainConfig:
-    """The smoke config of ``stage`` with tiny widths, 6 steps, checkpoints every 3."""
+def tiny_config(stage: int, world: Path, out: Path, *extra: str, preset: str = "smoke") -> TrainConfig:
+    """The ``preset`` config of ``stage`` (smoke by default) with tiny widths, 6 steps, checkpoints every 3."""
     common = [
         f"data.root={world}",
         f"run.out={out}",
@@ -29,4 +29,6 @@ def tiny_config(stage: int, world: Path, out: Path, *extra: str) -> TrainConfig:
         "run.eval_every=3",
         "run.ckpt_every=3",
     ]
-    return load_config(CONFIGS / f"stage{stage}_smoke.yaml", [*common, *(TINY_AE if stage == 1 else TINY_DIFF), *extra])
+    return load_config(
+        CONFIGS / f"stage{stage}_{preset}.yaml", [*common, *(TINY_AE if stage == 1 else TINY_DIFF), *extra]
+    )

@@ -118,8 +118,8 @@ class LatentEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, dz = cfg.encoder.dim, cfg.latent_dim
-        self.encoders = ModalityEncoders(cfg.encoder)
-        self.mmt = MultiModalityTransformer(cfg.mmt, cfg.encoder)
+        self.encoders = ModalityEncoders(cfg.encoder, cfg.causal)
+        self.mmt = MultiModalityTransformer(cfg.mmt, cfg.encoder, cfg.causal)
         self.to_latent = nn.Linear(d, 2 * dz if cfg.variational else dz)  # mean (and log-variance)
         self.register_buffer("tdmm_mean", torch.zeros(TDMM_DIM))
         self.register_buffer("tdmm_std", torch.ones(TDMM_DIM))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from reactdiff_lite.config import DenoiserConfig
-from reactdiff_lite.models.layers import Attention, FeedForward, modulate, sinusoidal_positions
+from reactdiff_lite.models.layers import Attention, FeedForward, causal_mask, modulate, sinusoidal_positions
 
 
 class DenoiserBlock(nn.Module):
@@ -34,11 +34,14 @@ class DenoiserBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, h: Tensor, memory: Tensor, memory_mask: Tensor, c: Tensor) -> Tensor:
-        """h (B, W, D) listener tokens; memory (B, M, D) with memory_mask (B, M); c (B, D)."""
+    def forward(
+        self, h: Tensor, memory: Tensor, memory_mask: Tensor, c: Tensor, self_mask: Tensor | None = None
+    ) -> Tensor:
+        """h (B, W, D) listener tokens; memory (B, M, D) with memory_mask (B, M) or (B, W, M);
+        c (B, D); self_mask (1, W, W) or None, the listener frames each listener frame sees."""
         m = self.modulation(c).chunk(9, dim=-1)  # 9 × (B, D): (β, γ, g) per sub-layer
         a = modulate(self.norms[0](h), m[0], m[1])  # LN(h) (1 + γ) + β
-        h = h + m[2][:, None] * self.self_attn(a, a, a)[0]
+        h = h + m[2][:, None] * self.self_attn(a, a, a, self_mask)[0]
         a = modulate(self.norms[1](h), m[3], m[4])
         h = h + m[5][:, None] * self.cross_attn(a, memory, memory, memory_mask)[0]
         return h + m[8][:, None] * self.ff(modulate(self.norms[2](h), m[6], m[7]))
@@ -70,6 +73,14 @@ class ReactionDenoiser(nn.Module):
     values at frames outside the clip (e.g. zeros at the first window, whose past is masked).
     Hidden frames get zero attention weight and are zeroed before projection, so their
     values, even NaN, cannot leak.
+
+    **Causal** (``config.causal``, the online track; needs ``context_after = 0``): listener
+    frame j (shared position P + j) sees listener frames <= j in self-attention and, in
+    cross-attention, the null token, the previous window (positions < P) and the speaker
+    frames at positions <= P + j. Every other operation (projections, LayerNorm, adaLN
+    modulation by the timestep, feed-forward) works token by token, so the output at frame j
+    is a function of x_t and the speaker at frames <= j only; sampling (elementwise DDIM /
+    DDPM updates, guidance, no clipping) keeps that at every step.
     """
 
     def __init__(self, config: DenoiserConfig, num_timesteps: int = 1000):
@@ -122,6 +133,19 @@ class ReactionDenoiser(nn.Module):
             return self.speaker_proj(speaker.flatten(1))[:, None] + self.speaker_type, keep[:, None]
         return self.speaker_proj(speaker) + self.positions[: speaker.shape[1]] + self.speaker_type, visible
 
+    @staticmethod
+    def _causal_masks(W: int, S: int, P: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The causal model's masks: self-attention (1, W, W) and cross-attention (W, 1 + S + P).
+
+        Every token has a time on the shared axis: listener frame j is at P + j, speaker slot s
+        at s, previous-window frame p at p, and the null token at −1 (seen by every query). A
+        query sees the keys whose time is <= its own.
+        """
+        null = torch.full((1,), -1, device=device)
+        when = torch.cat([null, torch.arange(S, device=device), torch.arange(P, device=device)])  # (1 + S + P,)
+        query = P + torch.arange(W, device=device)  # (W,)
+        return causal_mask(W, device)[None], when[None] <= query[:, None]
+
     def forward(
         self,
         x_t: Tensor,
@@ -161,8 +185,13 @@ class ReactionDenoiser(nn.Module):
         memory = self.memory_norm(torch.cat([null, spk, prv], dim=1))  # (B, 1 + S + P, D); S -> 1 when flat
         memory_mask = torch.cat([ones[:, :1], spk_visible, prev_visible], dim=1)  # (B, 1 + S + P)
 
+        self_mask = None
+        if self.config.causal:
+            self_mask, sees = self._causal_masks(W, S, P, x_t.device)
+            memory_mask = memory_mask[:, None] & sees  # (B, W, 1 + S + P)
+
         c = self.time_mlp(self.time_table[t])  # (B, D)
         for block in self.blocks:
-            h = block(h, memory, memory_mask, c)
+            h = block(h, memory, memory_mask, c, self_mask)
         shift, scale = self.out_modulation(c).chunk(2, dim=-1)
         return self.out_proj(modulate(self.out_norm(h), shift, scale))  # (B, W, Dz)

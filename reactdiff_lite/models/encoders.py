@@ -13,10 +13,17 @@ features of two *classes*:
 
 Time alignment. Audio arrives at 16 kHz, ``SAMPLES_PER_FRAME = 640`` samples per video
 frame. Video frame ``t`` covers samples ``[640 t, 640 (t + 1))``. We pad the waveform by
-``(n_fft - 640) / 2`` on each side and take an STFT with hop 640 and no centring, so
-STFT frame ``t`` is the ``n_fft`` window centred on the middle of video frame ``t``::
+``n_fft - 640`` samples in all and take an STFT with hop 640 and no centring::
 
     frames = 1 + (640 T + n_fft - 640 - n_fft) // 640 = T        (exactly T vectors)
+
+By default the padding is split evenly, so STFT frame ``t`` is the ``n_fft`` window centred
+on the middle of video frame ``t`` (it reads (n_fft − 640) / 2 samples of frame t + 1).
+**Causal** encoders (``AutoencoderConfig.causal``, the online track) put all of it on the
+left: STFT frame ``t`` covers samples ``[640 (t + 1) − n_fft, 640 (t + 1))``, so it ends
+with video frame ``t`` and reads no later sample. The log-mel convolutions are then causal
+too (left padding only), so every acoustic vector of frame t depends on samples before
+``640 (t + 1)`` only; the facial streams are per frame.
 
 From the mel power spectrogram ``M`` (n_mels bands) the two acoustic inputs are
 
@@ -82,11 +89,13 @@ class FrameCNN(nn.Module):
 
 class AudioFeatures(nn.Module):
     """Waveform (B, 640 T) -> log-mel (B, T, n_mels) and MFCC (B, T, n_mfcc), one vector
-    per video frame, with torchaudio's ``MFCC(log_mels=True)`` (see the module docstring)."""
+    per video frame, with torchaudio's ``MFCC(log_mels=True)`` (see the module docstring).
+    ``causal``: STFT frames end with their video frame (all padding on the left)."""
 
-    def __init__(self, n_fft: int = 1024, n_mels: int = 40, n_mfcc: int = 13):
+    def __init__(self, n_fft: int = 1024, n_mels: int = 40, n_mfcc: int = 13, causal: bool = False):
         super().__init__()
-        self.pad = (n_fft - SAMPLES_PER_FRAME) // 2, n_fft - SAMPLES_PER_FRAME - (n_fft - SAMPLES_PER_FRAME) // 2
+        extra = n_fft - SAMPLES_PER_FRAME
+        self.pad = (extra, 0) if causal else (extra // 2, extra - extra // 2)  # (left, right) samples
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate=AUDIO_RATE,
             n_mfcc=n_mfcc,
@@ -103,19 +112,25 @@ class AudioFeatures(nn.Module):
 
 class LogMelConvEncoder(nn.Module):
     """The learned acoustic stream: two 1-D convolutions over time on the log-mel
-    spectrogram (B, T, n_mels) -> (B, T, D), a receptive field of 5 frames (200 ms).
-    A small stand-in for the paper's wav2vec 2.0 features, trained from scratch."""
+    spectrogram (B, T, n_mels) -> (B, T, D), a receptive field of 5 frames (200 ms):
+    frames t − 2 … t + 2, or t − 4 … t when ``causal`` (each kernel of 3 padded by 2 on the
+    left only). A small stand-in for the paper's wav2vec 2.0 features, trained from scratch."""
 
-    def __init__(self, n_mels: int, dim: int):
+    def __init__(self, n_mels: int, dim: int, causal: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=1)
+        self.left = 2 if causal else 0  # frames padded on the left only, before each convolution
+        padding = 0 if causal else 1  # else the convolution pads one frame on each side
+        self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=padding)
         self.norm = nn.LayerNorm(dim)
-        self.conv2 = nn.Conv1d(dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(dim, dim, 3, padding=padding)
+
+    def _conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
+        x = x.transpose(1, 2)  # (B, C, T)
+        return conv(F.pad(x, (self.left, 0)) if self.left else x).transpose(1, 2)  # (B, T, D)
 
     def forward(self, log_mel: Tensor) -> Tensor:
-        x = self.conv1(log_mel.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
-        x = F.gelu(self.norm(x))
-        return self.conv2(x.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+        x = F.gelu(self.norm(self._conv(self.conv1, log_mel)))  # (B, T, D)
+        return self._conv(self.conv2, x)  # (B, T, D)
 
 
 class ModalityEncoders(nn.Module):
@@ -123,9 +138,10 @@ class ModalityEncoders(nn.Module):
 
     Streams: ``au, fe, va`` always; ``tdmm`` and ``video`` when on (facial class);
     ``logmel, mfcc`` when audio is on (acoustic class). See ``EncoderConfig.streams``.
+    ``causal``: stream frame t depends on input frames (and audio samples) of times <= t only.
     """
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg: EncoderConfig, causal: bool = False):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
@@ -137,8 +153,8 @@ class ModalityEncoders(nn.Module):
         if cfg.video:
             self.video = FrameCNN(d, cfg.video_channels)
         if cfg.audio:
-            self.audio_features = AudioFeatures(cfg.n_fft, cfg.n_mels, cfg.n_mfcc)
-            self.logmel = LogMelConvEncoder(cfg.n_mels, d)
+            self.audio_features = AudioFeatures(cfg.n_fft, cfg.n_mels, cfg.n_mfcc, causal)
+            self.logmel = LogMelConvEncoder(cfg.n_mels, d, causal)
             self.mfcc = FrameMLP(cfg.n_mfcc, d, norm=True)
 
     def forward(self, person: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -6,6 +6,7 @@
   ``torch.nn.functional.scaled_dot_product_attention``; it takes the query, key and value
   sequences separately, so the MMT can add positions to the keys but not to the values, and
   it writes the weights out explicitly when asked for them (attention maps);
+- ``causal_mask``: which keys a query may see when no query may see a later frame;
 - ``FeedForward``: ``W2 GELU(W1 h)``;
 - ``modulate``: adaLN's per-sample scale and shift (Peebles & Xie 2023).
 """
@@ -30,6 +31,12 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return pos  # (T, D)
 
 
+def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
+    """M[q, k] = k <= q: over one time axis, frame q sees frames up to its own. Returns (T, T) bool
+    (lower-triangular)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()  # (T, T)
+
+
 class Attention(nn.Module):
     """Multi-head attention of a query sequence over a key/value sequence.
 
@@ -50,7 +57,9 @@ class Attention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Args:
             query: (B, Lq, D). key, value: (B, Lk, D).
-            mask: (B, Lk) bool, False keys get exactly zero weight; every row needs a True.
+            mask: (B, Lk) bool, one visibility per key, or (B | 1, Lq, Lk) bool, per query
+                (``causal_mask``); False keys get exactly zero weight (their values, when
+                finite, add exact zeros); every row needs a True.
             need_weights: also return the weights, computed explicitly (the fused kernel
                 does not expose them); the same numbers up to float rounding.
         Returns:
@@ -61,7 +70,8 @@ class Attention(nn.Module):
             rearrange(f(x), "b n (h d) -> b h n d", h=self.heads)
             for f, x in ((self.to_q, query), (self.to_k, key), (self.to_v, value))
         )  # (B, H, L, d)
-        attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, Lk)
+        attn_mask = None if mask is None else mask[:, None, None, :] if mask.dim() == 2 else mask[:, None]
+        # (B, 1, 1 | Lq, Lk): broadcast over heads
         p = self.dropout if self.training else 0.0
         if need_weights:
             scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # Q K^T / sqrt(d), (B, H, Lq, Lk)

@@ -25,6 +25,10 @@ attention cannot tell when a frame happened. We add sinusoidal temporal position
 values: attention weights know the frame offsets, while the residual stream, and so the
 latent, carries no absolute time stamp. ``MMTConfig.positions=False`` turns them off.
 
+**Causal** (``AutoencoderConfig.causal``, the online track): every attention step gets the
+mask ``causal_mask`` (query frame t sees key frames <= t); everything else works frame by
+frame, so the fused frame t depends on stream frames <= t only.
+
 ``fusion="concat"`` is the simple-fusion ablation baseline: the streams are concatenated
 per frame and mixed by a linear layer and a feed-forward block -- no attention, so no
 mixing across time. That confounds two things, so ``fusion="concat_temporal"`` is the
@@ -39,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from reactdiff_lite.config import EncoderConfig, MMTConfig
-from reactdiff_lite.models.layers import Attention, FeedForward, sinusoidal_positions
+from reactdiff_lite.models.layers import Attention, FeedForward, causal_mask, sinusoidal_positions
 
 
 class CrossBlock(nn.Module):
@@ -52,14 +56,15 @@ class CrossBlock(nn.Module):
         self.ff = FeedForward(dim, ff_mult, dropout)
 
     def forward(
-        self, x: Tensor, c: Tensor, pos: Tensor | None = None, need_weights: bool = True
+        self, x: Tensor, c: Tensor, pos: Tensor | None = None, need_weights: bool = True, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Args: x (B, T, D) query stream; c (B, S, D) context; pos (T, D) or None (S = T then).
+        """Args: x (B, T, D) query stream; c (B, S, D) context; pos (T, D) or None (S = T then);
+        mask (1, T, S) bool or None, the keys each query sees (``causal_mask``).
         Returns: the updated x (B, T, D) and the attention weights (B, heads, T, S), or None
         unless ``need_weights``."""
         q, kv = self.norm_q(x), self.norm_kv(c)
         p = 0.0 if pos is None else pos
-        out, weights = self.attn(q + p, kv + p, kv, need_weights=need_weights)  # MHA(LN(x) + P, LN(c) + P, LN(c))
+        out, weights = self.attn(q + p, kv + p, kv, mask, need_weights)  # MHA(LN(x) + P, LN(c) + P, LN(c))
         x = x + out
         return x + self.ff(self.norm_ff(x)), weights  # x + FF(LN(x))
 
@@ -73,9 +78,9 @@ class MultiModalityTransformer(nn.Module):
     query) and ``"inter/0"``, ``"inter/1"``, ... (facial query, acoustic context).
     """
 
-    def __init__(self, cfg: MMTConfig, enc: EncoderConfig):
+    def __init__(self, cfg: MMTConfig, enc: EncoderConfig, causal: bool = False):
         super().__init__()
-        self.cfg, self.audio = cfg, enc.audio
+        self.cfg, self.audio, self.causal = cfg, enc.audio, causal
         self.streams = enc.streams
         d = enc.dim
         self.facial_context = tuple(s for s in self.streams if s in ("fe", "va", "tdmm", "video"))
@@ -96,6 +101,10 @@ class MultiModalityTransformer(nn.Module):
     def _positions(self, x: Tensor) -> Tensor | None:
         return sinusoidal_positions(x.shape[1], x.shape[2], x.device) if self.cfg.positions else None  # (T, D)
 
+    def _mask(self, x: Tensor) -> Tensor | None:
+        """The causal mask (1, T, T) of a (B, T, D) stream, or None (every frame sees all)."""
+        return causal_mask(x.shape[1], x.device)[None] if self.causal else None
+
     def intra(
         self, streams: dict[str, Tensor], need_weights: bool = True
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor | None]]:
@@ -103,12 +112,14 @@ class MultiModalityTransformer(nn.Module):
         (B, T, D) or None when audio is off, and the attention weights (None values unless
         ``need_weights``)."""
         facial, attn = streams["au"], {}
-        pos = self._positions(facial)
+        pos, mask = self._positions(facial), self._mask(facial)
         for name, block in self.intra_facial.items():  # AU <- FE, then VA, (3DMM), (video)
-            facial, attn[f"intra/{name}"] = block(facial, streams[name], pos, need_weights)
+            facial, attn[f"intra/{name}"] = block(facial, streams[name], pos, need_weights, mask)
         acoustic = None
         if self.audio:  # learned audio <- MFCC
-            acoustic, attn["intra/mfcc"] = self.intra_acoustic(streams["logmel"], streams["mfcc"], pos, need_weights)
+            acoustic, attn["intra/mfcc"] = self.intra_acoustic(
+                streams["logmel"], streams["mfcc"], pos, need_weights, mask
+            )
         return facial, acoustic, attn
 
     def inter_class(
@@ -119,9 +130,9 @@ class MultiModalityTransformer(nn.Module):
         attn = {}
         if acoustic is None:
             return facial, attn
-        pos = self._positions(facial)
+        pos, mask = self._positions(facial), self._mask(facial)
         for i, block in enumerate(self.inter):
-            facial, attn[f"inter/{i}"] = block(facial, acoustic, pos, need_weights)
+            facial, attn[f"inter/{i}"] = block(facial, acoustic, pos, need_weights, mask)
         return facial, attn
 
     def _fuse(self, streams: dict[str, Tensor], need_weights: bool) -> tuple[Tensor, dict[str, Tensor | None]]:
@@ -133,7 +144,7 @@ class MultiModalityTransformer(nn.Module):
             x = x + self.ff(self.norm_ff(x))
             attn = {}
             for i, block in enumerate(getattr(self, "temporal", ())):  # concat_temporal: self-attention over T
-                x, attn[f"temporal/{i}"] = block(x, x, self._positions(x), need_weights)
+                x, attn[f"temporal/{i}"] = block(x, x, self._positions(x), need_weights, self._mask(x))
             return self.norm_out(x), attn
         facial, acoustic, attn = self.intra(streams, need_weights)
         facial, attn_inter = self.inter_class(facial, acoustic, need_weights)
