@@ -318,9 +318,6 @@ def appropriateness_diversity(
     Returns:
         the matplotlib figure (two panels side by side).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
