@@ -1,7 +1,7 @@
 """Run every numbered notebook with ``SMOKE = False`` against the demo's model: ``make notebooks-full``.
 
 Each notebook runs under papermill from ``notebooks/`` (where JupyterLab runs it) with
-``SMOKE=False, INTERACTIVE=False, OUT_DIR=<out>/<stem>``, and ``CHECKPOINT=<demo>/stage2/best.pt``
+``SMOKE=False, SOLUTIONS=True, INTERACTIVE=False, OUT_DIR=<out>/<stem>``, and ``CHECKPOINT=<demo>/stage2/best.pt``
 where its parameters cell has a ``CHECKPOINT`` (notebook 08 explores the demo's model). The
 executed copy is saved in its ``OUT_DIR``. Prints each notebook's wall time and a summary,
 writes them to ``<out>/times.json``, and exits 1 if any notebook failed.
@@ -36,7 +36,7 @@ def parameters_for(path: Path, out: Path, smoke: bool, checkpoint: Path) -> dict
     """Papermill parameters of one notebook; ``CHECKPOINT`` only where its parameters cell has one."""
     import papermill
 
-    parameters = {"SMOKE": smoke, "INTERACTIVE": False, "OUT_DIR": str(out / path.stem)}
+    parameters = {"SMOKE": smoke, "SOLUTIONS": True, "INTERACTIVE": False, "OUT_DIR": str(out / path.stem)}
     if "CHECKPOINT" in papermill.inspect_notebook(str(path)) and not smoke:
         parameters["CHECKPOINT"] = str(checkpoint)
     return parameters

@@ -2,7 +2,9 @@
 
 - committed clean: no outputs, no execution counts, no widget state;
 - its first code cell is tagged ``parameters`` and defines SMOKE, SEED and OUT_DIR;
-- it runs top to bottom under papermill with SMOKE=True, INTERACTIVE=False;
+- its second code cell draws the course roadmap with the notebook highlighted;
+- 02–09 have at least two exercises, each with a collapsed solution cell and a check;
+- it runs top to bottom under papermill with SMOKE=True, SOLUTIONS=True, INTERACTIVE=False;
 - what it recorded in ``OUT_DIR/metrics.json`` matches ``tests/references/<name>.json``.
 
 Refresh the references after an intended change with ``make references`` (it sets
@@ -204,3 +206,30 @@ def test_harness_fails_on_silent_or_drifting_notebooks(tmp_path):
     execute_and_check(records, tmp_path / "d", references=refs, refresh=True)
     rewritten = json.loads((refs / "records.json").read_text())
     assert rewritten == {"values": {"x": 0.25, "n": 3}, "tolerances": {"x": [0, 1e-3]}}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_roadmap_opens_every_notebook(path):
+    """The course's roadmap is the first thing a notebook shows, right after its parameters."""
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert f'roadmap("{path.name[:2]}")' in code[1].source, (
+        f"{path.name}: the cell after `parameters` must draw roadmap({path.name[:2]!r})"
+    )
+
+
+EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if p.name[:2] >= "02"]
+
+
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=_ids(EXERCISE_NOTEBOOKS))
+def test_exercises_have_collapsed_solutions_and_checks(path):
+    """Two or more exercises, each with a collapsed solution cell that runs only with SOLUTIONS
+    (the tests set it True, so solutions cannot rot) and a check that raises only then."""
+    nb = nbformat.read(path, as_version=4)
+    assert "SOLUTIONS" in _first_code_cell(nb).source, f"{path.name}: parameters cell does not define SOLUTIONS"
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    assert len(solutions) >= 2, f"{path.name}: {len(solutions)} exercises, want at least 2"
+    for cell in solutions:
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{path.name}: solution not collapsed"
+        assert cell.source.lstrip().startswith("if SOLUTIONS:"), f"{path.name}: solution runs without SOLUTIONS"
+    checks = sum(c.source.count("strict=SOLUTIONS") for c in nb.cells if c.cell_type == "code")
+    assert checks >= len(solutions), f"{path.name}: {len(solutions)} solutions but {checks} checks"
