@@ -243,6 +243,13 @@ def test_explorer_widgets_render_and_react(tmp_path):
                 page.goto(url.format(path=nb.name), timeout=60_000)
                 run_all_cells(page, timeout=150)
 
+                # The course's roadmap is drawn at the top, and the exercises' solutions come collapsed.
+                roadmap = page.locator(".jp-CodeCell", has_text='roadmap("08")').first
+                assert roadmap.locator(".jp-OutputArea-output img").count() == 1, "the roadmap figure is not drawn"
+                solutions = sum("solution" in c.metadata.get("tags", []) for c in nbformat.read(nb, 4).cells)
+                hidden = page.locator(".jp-InputPlaceholder").count()
+                assert solutions >= 2 and hidden == solutions, f"{hidden} collapsed inputs, {solutions} solutions"
+
                 # The widgets render: sliders visible, the figure drawn by plotly.js.
                 steps = page.locator(".widget-slider", has_text="DDIM steps").first
                 steps.wait_for(state="visible", timeout=30_000)
