@@ -41,13 +41,7 @@ needs_diffusers = pytest.mark.skipif(DDPMScheduler is None, reason="diffusers is
 F64 = dict(dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add synchronisation (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DIFFUSERS_SCHEDULE = {"linear_unscaled": "linear", "cosine": "squaredcos_cap_v2"}

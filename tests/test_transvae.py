@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import TINY_DEN as DEN
 from tiny import tiny_config
 
-from reactdiff_lite.config import DenoiserConfig, DiffusionConfig
+from reactdiff_lite.config import DiffusionConfig
 from reactdiff_lite.models.transvae import LatentTransVAE
 from reactdiff_lite.sampling import generate, load_model
 from reactdiff_lite.train import train
 
-DEN = DenoiserConfig(latent_dim=4, window=10, context_before=5, context_after=5, dim=16, depth=1, heads=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add synchronisation (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_loss_is_reconstruction_plus_weighted_kl():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reactdiff_lite.config import TrainConfig, load_config
+from reactdiff_lite.config import DenoiserConfig, TrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY_AE = [
@@ -14,6 +14,8 @@ TINY_AE = [
     "autoencoder.encoder.n_mels=16",
     "autoencoder.mmt.heads=2",
 ]
+# A stage-2 network for model-level tests of the competitors (regression, Trans-VAE).
+TINY_DEN = DenoiserConfig(latent_dim=4, window=10, context_before=5, context_after=5, dim=16, depth=1, heads=2)
 TINY_DIFF = ["diffusion.denoiser.dim=16", "diffusion.denoiser.depth=1", "diffusion.denoiser.heads=2"]
 
 
