@@ -30,6 +30,11 @@ Usage::
 
     python benchmarks/metrics_speed.py [--items 24 --k 2 --neighbours 20 --frames 750 --pred both]
     python benchmarks/metrics_speed.py --bar [--json out.json]
+    python benchmarks/metrics_speed.py --react-2024 [--pred model]
+
+``--react-2024`` measures instead of projecting: it builds a test set of REACT 2024's size
+(N = 1614 items, K = 10, T = 750, 20 neighbours each) and times every metric and
+``metrics.evaluate`` on it (about a minute per prediction kind on 2 cores, 3 GB of memory).
 
 Timings are wall-clock on a shared machine: the load average is printed; rerun when quiet.
 """
@@ -279,6 +284,33 @@ def project_react_2024(pred, L, S, A, frd: dict, torch_runs: list[dict], repeat:
     return out
 
 
+def measure_react_2024(rng: np.random.Generator, kind: str) -> dict:
+    """Time the six metrics on a REACT-2024-sized test set itself (N = 1614, K = 10, T = 750,
+    20 neighbours per item): each metric alone, then ``metrics.evaluate`` end to end. Measured,
+    not projected: pruning's effect depends on how many neighbours compete, which a projection
+    from a few items cannot see. Inputs: ``predictions`` of ``kind`` (about 1.2 GB float32)."""
+    P, T = REACT_2024, 750
+    A = neighbour_matrix(rng, P["N"], P["C"])
+    L, S = listeners(rng, P["N"], T), listeners(rng, P["N"], T)
+    pred = predictions(rng, L, A, P["K"], kind)
+    units = {
+        "FRCorr": lambda: metrics.frcorr(pred, L, A),
+        "FRDist": lambda: metrics.frdist(pred, L, A),
+        "FRDiv": lambda: metrics.frdiv(pred),
+        "FRVar": lambda: metrics.frvar(pred),
+        "FRDvs": lambda: metrics.frdvs(pred),
+        "FRSyn": lambda: metrics.frsyn(pred, S),
+    }
+    print(f"\nREACT-2024-sized test set, measured (N={P['N']}, K={P['K']}, T={T}, {P['C']} neighbours, '{kind}'):")
+    out = {}
+    for name, f in units.items():
+        out[name], value = best_of(f, 1)
+        print(f"  {name:<8}{out[name]:8.2f} s   value {value:.4f}")
+    out["evaluate"], _ = best_of(lambda: metrics.evaluate(pred, L, S, A), 1)
+    print(f"  metrics.evaluate, all six in one call: {out['evaluate']:.2f} s")
+    return out
+
+
 def _official_units(pred, L, S, A, frd: dict, P: dict, tasks: int, cand_pairs: int) -> dict:
     """The official approach's projected seconds per metric (unit of work times count)."""
     N, K = pred.shape[:2]
@@ -345,6 +377,11 @@ def main(argv=None) -> None:
         "--torch", default="auto", help="torch engine devices: auto (cpu + cuda if present), none, cpu,cuda"
     )
     ap.add_argument("--torch-cpu-pairs", type=int, default=40, help="pairs timed for the torch engine on the CPU")
+    ap.add_argument(
+        "--react-2024",
+        action="store_true",
+        help="time all six metrics on a REACT-2024-sized test set itself (N=1614, K=10, 20 neighbours)",
+    )
     ap.add_argument("--json", type=Path, help="write the numbers to this file")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="our timings: best of this many runs")
@@ -359,13 +396,18 @@ def main(argv=None) -> None:
     S = listeners(rng, N, T)
     devices = torch_devices(args.torch)
     setting = f"N={N} K={K} T={T} ~{A.sum(1).mean():.0f} neighbours/item ({int(A.sum()) * K} DTW pairs)"
+    if args.react_2024:
+        setting = "REACT-2024 size, built per prediction kind"
     print(f"inputs: {setting}{' (issue 13 bar)' if args.bar else ''}; {default_threads()} threads; torch {devices}")
     print(f"load average {os.getloadavg()}")
     metrics.evaluate(L[:2, None, :60], L[:2, :60], S[:2, :60], np.eye(2))  # compile / load the caches
     if official is not None:
         official.frdist(L[:2, None, :60], L[:2, :60], np.eye(2))
     kinds = ["model", "random"] if args.pred == "both" else [args.pred]
-    results = {kind: run_kind(args, kind, rng, L, S, A, devices) for kind in kinds}
+    if args.react_2024:
+        results = {kind: {"react_2024_s": measure_react_2024(rng, kind)} for kind in kinds}
+    else:
+        results = {kind: run_kind(args, kind, rng, L, S, A, devices) for kind in kinds}
     print(f"\nload average at the end {os.getloadavg()}")
     if args.json:
         meta = {"setting": setting, "bar": args.bar, "threads": default_threads(), "load_average": os.getloadavg()}

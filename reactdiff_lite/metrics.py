@@ -157,14 +157,16 @@ def frcorr_table(pred, listener, neighbours, *, device=None) -> np.ndarray:
     if device is not None:
         return _torch_engine(device).frcorr_table(p, L, A, device)
     mL, sL = L.mean(1), L.std(1)  # (N, D)
-    Lc = np.ascontiguousarray((L - mL[:, None]).transpose(2, 1, 0))  # (D, T, N) centred
+    Lc = np.ascontiguousarray((L - mL[:, None]).transpose(0, 2, 1))  # (N, D, T) centred
     best = np.empty(p.shape[:2])
     for n in range(p.shape[0]):
         x = p[n].astype(np.float64)  # (K, T, D)
         mx, sx = x.mean(1), x.std(1)  # (K, D)
         j = np.flatnonzero(A[n])
-        xc = (x - mx[:, None]).transpose(2, 0, 1)  # (D, K, T)
-        cov = np.matmul(xc, Lc[:, :, j]).transpose(1, 2, 0) / x.shape[1]  # (K, C, D)
+        # contiguous GEMM operands: twice as fast as strided ones at REACT size
+        xc = np.ascontiguousarray((x - mx[:, None]).transpose(2, 0, 1))  # (D, K, T)
+        Lj = np.ascontiguousarray(Lc[j].transpose(1, 2, 0))  # (D, T, C)
+        cov = np.matmul(xc, Lj).transpose(1, 2, 0) / x.shape[1]  # (K, C, D)
         c = _ccc_from_moments(mx[:, None], mL[j][None], sx[:, None], sL[j][None], cov)
         best[n] = c.mean(-1).max(1)  # max over app(n)
     return best
