@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "compare",
         "reactdiff_lite.compare:cli_compare",
-        "ReactDiff vs learned competitors (Regression, Trans-VAE, official recipe) and baselines, paired CIs",
+        "ReactDiff vs learned competitors (Regression, Trans-VAE, official recipe; offline and online) and baselines",
     )
     compare.add_argument("--seeds", type=int, default=3, help="training seeds of every learned competitor")
     compare.add_argument("--competitors", nargs="+", help="a subset of the learned competitors (default: all)")

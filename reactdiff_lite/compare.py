@@ -21,7 +21,13 @@ K reactions per test item), scored on the same test items and neighbour matrix:
   previous window), no condition dropout or guidance, the frozen encoder. Kept ours: the
   transformer denoiser (not their 1-D UNet), the stage-1 autoencoder, data and budget.
 
-and next to them the non-learned baselines (``baselines``: the world's Oracle, whole-clip
+The **online track** (REACT task 2) trains ReactDiff, Regression and Trans-VAE again as
+frame-causal models (``ONLINE``: causal encoders and denoiser, no speaker frames after the
+window), named ``"<method> (online)"``; they get their own table and their own paired
+contrasts (ReactDiff (online) − the others online). The official recipe has no online
+variant here: its flattened simultaneous window is not frame-causal.
+
+Next to them the non-learned baselines (``baselines``: the world's Oracle, whole-clip
 and window-level nearest neighbours, mimicry, means, noise). Every learned competitor runs
 with ``seeds`` training seeds; per-item scores are averaged over seeds and get 95 %
 cluster-bootstrap intervals, and each claim is a paired A − B difference
@@ -82,6 +88,14 @@ COMPETITORS = {  # name: config overrides of both stages' preset configs
     ),
 }
 OFFICIAL = "ReactDiff (official recipe)"
+ONLINE = (  # the frame-causal online track: configs/stage{1,2}_online.yaml's changes, on any preset
+    "autoencoder.causal=true",
+    "diffusion.denoiser.causal=true",
+    "diffusion.denoiser.context_after=0",
+    "stage2.online_prob=0.0",
+)
+ONLINE_SUFFIX = " (online)"
+COMPETITORS |= {f"{n}{ONLINE_SUFFIX}": (*COMPETITORS[n], *ONLINE) for n in (OURS, "Regression", "Trans-VAE")}
 BASELINE_ROWS = ("Oracle", "NN_window", "NN", "B_Mime", "B_MeanSeq", "B_MeanFr", "B_Random")  # GT: FRDist 0
 NON_INFERIORITY = 0.05  # ReactDiff's FRCorr may be at most 5 % below Regression's
 
@@ -104,9 +118,15 @@ def run_baselines(out: Path, names: tuple[str, ...], k: int, progress: bool) -> 
     return {n: [stored[n]] for n in names}
 
 
+def is_online(name: str) -> bool:
+    """A method of the frame-causal online track (REACT task 2); the baselines are offline."""
+    return name.endswith(ONLINE_SUFFIX)
+
+
 def contrast_pairs(names: tuple[str, ...]) -> list[tuple[str, str]]:
-    """ReactDiff − every other method present, learned competitors first."""
-    return [(OURS, n) for n in names if n != OURS] if OURS in names else []
+    """Per track, its ReactDiff − every other method of that track present, learned ones first."""
+    tracks = {OURS: [n for n in names if not is_online(n)], OURS + ONLINE_SUFFIX: [n for n in names if is_online(n)]}
+    return [(ours, n) for ours, members in tracks.items() if ours in members for n in members if n != ours]
 
 
 def claims(summaries: Mapping[str, dict], contrasts: Mapping[tuple[str, str], dict]) -> list[dict]:
@@ -161,6 +181,18 @@ def _claim(claim: str, test: str, holds: bool | None, result: str) -> dict:
 def compare_markdown(preset: str, summaries: dict, contrasts: dict, seeds: dict, found: list[dict], info: dict) -> str:
     """The methods table, the paired differences and the claims."""
     columns = columns_of(summaries)
+    online = {n: e for n, e in summaries.items() if is_online(n)}
+    offline = {n: e for n, e in summaries.items() if not is_online(n)}
+    online_rows = [
+        "",
+        "## Methods, online track (REACT task 2)",
+        "",
+        "Frame-causal: listener frame t from speaker frames ≤ t only (causal encoders and denoiser, no speaker "
+        "frames after the window: `configs/stage{1,2}_online.yaml`'s changes on this preset). The models see "
+        "less than the offline ones; compare them with each other.",
+        "",
+        *estimates_rows(online, seeds, columns, "method"),
+    ]
     verdict = {True: "**holds**", False: "**does not hold**", None: "not measured"}
     claim_rows = ["| claim | test | result |", "|---|---|---|"] + [
         f"| {c['claim']} | {c['test']} | {verdict[c['holds']]}: {c['result']} |" for c in found
@@ -175,9 +207,10 @@ def compare_markdown(preset: str, summaries: dict, contrasts: dict, seeds: dict,
             "appropriate sets]; FRCorr and FRDist are sums over K (higher FRCorr, lower FRDist, higher FRDiv are "
             "better); cue response is the world's audio-only diagnostic.",
             "",
-            "## Methods",
+            "## Methods, offline (REACT task 1)",
             "",
-            *estimates_rows(summaries, seeds, columns, "method"),
+            *estimates_rows(offline, seeds, columns, "method"),
+            *(online_rows if online else []),
             "",
             "## Paired differences",
             "",

@@ -321,7 +321,7 @@ def appropriateness_diversity(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colours = plt.get_cmap("tab10")
+    colours = plt.get_cmap("tab20")
     for ax, metric, better in zip(axes, ("FRCorr", "FRDist"), ("higher", "lower"), strict=True):
         for i, (name, p) in enumerate(points.items()):
             (x, xlo, xhi), (y, ylo, yhi) = p["FRDiv"], p[metric]
@@ -332,7 +332,7 @@ def appropriateness_diversity(
                 yerr=[[y - ylo], [yhi - y]],
                 fmt="o" if name in learned else "s",
                 ms=7 if name in learned else 5,
-                color=colours(i % 10),
+                color=colours(i % 20),
                 capsize=3,
                 label=name,
             )

@@ -22,7 +22,14 @@ def test_smoke_compare_then_resume(tmp_path, monkeypatch):
     assert "| ReactDiff − Regression |" in md and "## Claims" in md and "Provenance: commit" in md
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "compare.json").read_text())
-    assert report["learned"] == ["ReactDiff", "Regression", "Trans-VAE", "ReactDiff (official recipe)"]
+    offline = ["ReactDiff", "Regression", "Trans-VAE", "ReactDiff (official recipe)"]
+    assert report["learned"] == offline + ["ReactDiff (online)", "Regression (online)", "Trans-VAE (online)"]
+    online_table = md.split("## Methods, online track")[1].split("## Paired")[0]
+    assert "| Regression (online) | 1 |" in online_table and "| ReactDiff | 1 |" not in online_table
+    assert "| ReactDiff (online) − Trans-VAE (online) |" in md and "| ReactDiff − Trans-VAE (online) |" not in md
+    causal = json.loads((out / "trans_vae_online" / "seed0" / "eval.json").read_text())["config"]
+    assert causal["stage2"]["objective"] == "transvae" and causal["diffusion"]["denoiser"]["causal"] is True
+    assert causal["diffusion"]["denoiser"]["context_after"] == 0
     methods = report["methods"]
     assert methods["Regression"]["FRDiv"]["mean"] == 0 and methods["ReactDiff"]["FRDiv"]["ci"][0] > 0
     for name, row in methods.items():
