@@ -9,6 +9,7 @@ import pytest
 from reactdiff_lite import compare, experiment
 from reactdiff_lite.cli import main
 from reactdiff_lite.stats import Estimate
+from reactdiff_lite.train import CONFIGS, load_config, preset_configs
 from reactdiff_lite.utils import UserError
 
 
@@ -78,3 +79,15 @@ def test_unknown_competitor_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown competitor"):
         compare.run_compare("smoke", tmp_path, seeds=1, competitors=("Trans-GAN",), progress=False)
     assert list(tmp_path.iterdir()) == []  # nothing trained
+
+
+def test_online_track_is_the_online_presets(tmp_path):
+    """``compare.ONLINE`` on the default preset gives exactly ``configs/stage{1,2}_online.yaml``."""
+    data = tmp_path / "data"
+    ours = preset_configs("default", tmp_path, 0, 0, data, False, compare.ONLINE)
+    common = [f"data.root={data}", "data.preset=default", "data.seed=0", "run.seed=0", "run.progress=false"]
+    theirs = tuple(
+        load_config(CONFIGS / f"stage{s}_online.yaml", [*common, f"run.out={tmp_path / f'stage{s}'}"]) for s in (1, 2)
+    )
+    assert ours == theirs
+    assert ours[0].autoencoder.causal and ours[1].diffusion.denoiser.causal
