@@ -17,6 +17,7 @@ default survives the rule. Resumable: each scored option keeps its JSON.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ SAMPLING = {
     "guidance s": {"1": {"guidance": 1.0}, "1.5": {"guidance": 1.5}, "2": {"guidance": 2.0}, "3": {"guidance": 3.0}},
     "AU output": {"probabilities": {}, "binary (p > 0.5)": None},
 }
+TOGETHER, AS_CONFIGURED = "the rule's changes together", "as configured"  # the record's last section
 # group: {option label: stage-2 config overrides}
 TRAINING = {
     "prediction": {"v": ("diffusion.prediction=v",), "eps": ("diffusion.prediction=eps",)},
@@ -69,12 +71,13 @@ def defaults(model: ReactionModel) -> dict[str, str]:
     }
 
 
-def score(model: ReactionModel, data: Path, label: str, overrides: dict | None, seed: int) -> dict:
-    """Sample K reactions per val speaker with ``overrides`` (None: default, then binary AUs) and score them."""
+def score(model: ReactionModel, data: Path, label: str, overrides: dict, seed: int, binarize: bool = False) -> dict:
+    """Sample K reactions per val speaker with ``generate`` ``overrides``, threshold the AUs if
+    ``binarize``, and score them."""
     val = load_split(data, "val", modalities=model_modalities(model.autoencoder))
-    emotion = generate(model, model.speaker_latents(val), k=model.config.sample.k, seed=seed, **(overrides or {}))
+    emotion = generate(model, model.speaker_latents(val), k=model.config.sample.k, seed=seed, **overrides)
     emotion = emotion["emotion"].numpy()
-    if overrides is None:
+    if binarize:
         emotion = binarize_au(emotion)
     table = evaluate_methods({label: emotion}, val, realism=False, cues=item_cues(data, "val"))
     return {"metrics": table["methods"][label], "items": table["items"][label]}
@@ -84,14 +87,39 @@ def score_option(
     preset: str, out: Path, base: Path, model: ReactionModel, kind: str, group: str, option: str, chosen, seed, progress
 ) -> dict:
     """Score one option: the base model as configured (the default), re-sampled, or stage 2 retrained."""
-    data = base / "data"
     if option == chosen[group]:
-        return score(model, data, "default", {}, seed)
+        return score(model, base / "data", "default", {}, seed)
     if kind == "sampling":
-        return score(model, data, option, SAMPLING[group][option], seed)
-    extra = (*TRAINING[group][option], f"stage2.stage1_checkpoint={(base / 'stage1' / 'best.pt').resolve()}")
-    _, cfg = preset_configs(preset, out / slug(group) / slug(option), seed, seed, data.resolve(), progress, extra)
-    return score(load_model(train_once(cfg)), data, option, {}, seed)
+        return score_recipe(preset, out, base, model, {group: option}, seed, progress)
+    return score_recipe(preset, out / slug(group) / slug(option), base, model, {group: option}, seed, progress)
+
+
+def score_recipe(
+    preset: str, out: Path, base: Path, model: ReactionModel, changes: dict[str, str], seed: int, progress: bool
+) -> dict:
+    """Score the default with ``changes`` ({group: option}); stage 2 is retrained in ``out`` when
+    any of them is a training option, on the base run's stage 1."""
+    data, label = base / "data", " + ".join(changes.values())
+    sampling = [SAMPLING[g][o] for g, o in changes.items() if g in SAMPLING]
+    overrides = {k: v for opts in sampling if opts for k, v in opts.items()}
+    binarize = any(opts is None for opts in sampling)
+    train = tuple(x for g, o in changes.items() if g in TRAINING for x in TRAINING[g][o])
+    if train:
+        extra = (*train, f"stage2.stage1_checkpoint={(base / 'stage1' / 'best.pt').resolve()}")
+        _, cfg = preset_configs(preset, out, seed, seed, data.resolve(), progress, extra)
+        model = load_model(train_once(cfg))
+    return score(model, data, label, overrides, seed, binarize)
+
+
+def combined(out: Path, changes: dict[str, str], make) -> dict[str, dict]:
+    """``{label: row}`` of the rule's ``changes`` scored together, cached in ``out/together.json``
+    (scored again when the changes differ from the cached ones)."""
+    path = out / "together.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if cached.get("changes") != changes:
+        cached = {"changes": changes, **make()}
+        atomic_write_json(path, cached)
+    return {" + ".join(changes.values()): cached}
 
 
 def _cached(path: Path, make) -> dict:
@@ -137,6 +165,12 @@ def run_selection(
             lambda k=kind, g=group, o=option: score_option(preset, out, base, model, k, g, o, chosen, seed, progress),
         )
     labels = stats.clusters(load_split(data, "val", modalities=("emotion",)).neighbours)
+    changes = {g: pick for g, r in rows.items() if (pick := verdict(r, chosen[g], labels)[2]) != chosen[g]}
+    if groups is None and len(changes) > 1:  # the full record: the rule's changes, together
+        first = next(iter(rows))
+        make = partial(score_recipe, preset, out / "together", base, model, changes, seed, progress)
+        rows[TOGETHER] = {AS_CONFIGURED: rows[first][chosen[first]], **combined(out, changes, make)}
+        chosen = {**chosen, TOGETHER: AS_CONFIGURED}
     info = provenance({"stage1": read_checkpoint(base / "stage1" / "best.pt")["config"]}, [seed], data)
     md = selection_markdown(preset, rows, chosen, labels, info)
     atomic_write_text(out / "selection.md", md)
@@ -145,15 +179,20 @@ def run_selection(
     return md
 
 
-def verdict(group_rows: dict[str, dict], default: str, labels: np.ndarray) -> tuple[str, dict[str, stats.Estimate]]:
-    """The rule applied to one group: the options whose val FRCorr beats the default's (paired CI > 0)."""
+def verdict(
+    group_rows: dict[str, dict], default: str, labels: np.ndarray
+) -> tuple[str, dict[str, stats.Estimate], str]:
+    """The rule applied to one group: the options whose val FRCorr beats the default's (paired CI > 0).
+
+    Returns the verdict line, every option's paired difference from the default, and the pick
+    (the best of those options, or the default)."""
     ref = np.asarray(group_rows[default]["items"]["FRCorr"])
     diffs = {o: stats.paired(np.asarray(r["items"]["FRCorr"]), ref, labels) for o, r in group_rows.items()}
     better = [o for o, d in diffs.items() if o != default and d.ci[0] > 0]
     if not better:
-        return f"default **{default}** stands: no option's paired val FRCorr CI lies above it.", diffs
+        return f"default **{default}** stands: no option's paired val FRCorr CI lies above it.", diffs, default
     top = max(better, key=lambda o: diffs[o].mean)
-    return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).", diffs
+    return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).", diffs, top
 
 
 def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray, info: dict) -> str:
@@ -165,10 +204,11 @@ def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray
         "(intervals are conditional on it). Values: mean [95 % cluster-bootstrap CI over the appropriate "
         "sets]. FRCorr and FRDist are sums over K (higher FRCorr, lower FRDist are better). Rule, fixed "
         "before the numbers: an option replaces the default only if its paired val FRCorr difference has a "
-        "CI above 0.",
+        "CI above 0. When it prefers more than one change, the last section scores them together (stage 2 "
+        "retrained once with every training change, sampled with every sampling change).",
     ]
     for group, group_rows in rows.items():
-        line, diffs = verdict(group_rows, chosen[group], labels)
+        line, diffs, _ = verdict(group_rows, chosen[group], labels)
         lines += [
             "",
             f"## {group}",
