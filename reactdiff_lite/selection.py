@@ -10,8 +10,11 @@ from the default. Two kinds of options:
 
 The rule, fixed before the numbers: an option beats the default when the paired 95 % CI of
 its val FRCorr difference excludes 0 in its favour; otherwise the default stands (it is the
-cheaper or the official choice). ``figures/selection.md`` records every row, and whether the
-default survives the rule. Resumable: each scored option keeps its JSON.
+cheaper or the official choice). Options are varied one at a time, so when the rule prefers
+more than one change, the full record also scores those changes **together** (stage 2
+retrained once), because choices that each help alone need not help combined.
+``figures/selection.md`` records every row, and whether the default survives the rule.
+Resumable: each scored option keeps its JSON (the combination ``together.json``).
 """
 
 from __future__ import annotations
