@@ -87,14 +87,17 @@ def score(model: ReactionModel, data: Path, label: str, overrides: dict, seed: i
 
 
 def score_option(
-    preset: str, out: Path, base: Path, model: ReactionModel, kind: str, group: str, option: str, chosen, seed, progress
+    preset: str, out: Path, base: Path, model: ReactionModel, group: str, option: str, chosen, seed, progress
 ) -> dict:
     """Score one option: the base model as configured (the default), re-sampled, or stage 2 retrained."""
     if option == chosen[group]:
         return score(model, base / "data", "default", {}, seed)
-    if kind == "sampling":
-        return score_recipe(preset, out, base, model, {group: option}, seed, progress)
     return score_recipe(preset, out / slug(group) / slug(option), base, model, {group: option}, seed, progress)
+
+
+def recipe_label(changes: dict[str, str]) -> str:
+    """``{"DDIM steps n": "5", "denoiser width": "128"}`` -> ``"5 + 128"``."""
+    return " + ".join(changes.values())
 
 
 def score_recipe(
@@ -102,7 +105,7 @@ def score_recipe(
 ) -> dict:
     """Score the default with ``changes`` ({group: option}); stage 2 is retrained in ``out`` when
     any of them is a training option, on the base run's stage 1."""
-    data, label = base / "data", " + ".join(changes.values())
+    data = base / "data"
     sampling = [SAMPLING[g][o] for g, o in changes.items() if g in SAMPLING]
     overrides = {k: v for opts in sampling if opts for k, v in opts.items()}
     binarize = any(opts is None for opts in sampling)
@@ -111,24 +114,22 @@ def score_recipe(
         extra = (*train, f"stage2.stage1_checkpoint={(base / 'stage1' / 'best.pt').resolve()}")
         _, cfg = preset_configs(preset, out, seed, seed, data.resolve(), progress, extra)
         model = load_model(train_once(cfg))
-    return score(model, data, label, overrides, seed, binarize)
+    return score(model, data, recipe_label(changes), overrides, seed, binarize)
 
 
 def combined(out: Path, changes: dict[str, str], make) -> dict[str, dict]:
     """``{label: row}`` of the rule's ``changes`` scored together, cached in ``out/together.json``
     (scored again when the changes differ from the cached ones)."""
-    path = out / "together.json"
-    cached = json.loads(path.read_text()) if path.exists() else {}
-    if cached.get("changes") != changes:
-        cached = {"changes": changes, **make()}
-        atomic_write_json(path, cached)
-    return {" + ".join(changes.values()): cached}
+    return {recipe_label(changes): _cached(out / "together.json", make, changes)}
 
 
-def _cached(path: Path, make) -> dict:
-    if path.exists():
-        return json.loads(path.read_text())
-    result = make()
+def _cached(path: Path, make, changes: dict[str, str] | None = None) -> dict:
+    """``make()``'s result kept in ``path`` (with the ``changes`` it was made for, if any); made
+    again when missing or made for other changes."""
+    stored = json.loads(path.read_text()) if path.exists() else None
+    if stored is not None and stored.get("changes") == changes:
+        return stored
+    result = make() if changes is None else {"changes": changes, **make()}
     atomic_write_json(path, result)
     return result
 
@@ -160,22 +161,24 @@ def run_selection(
     data, model = base / "data", load_model(best)
     chosen = defaults(model)
     options = {g: list(dict.fromkeys([*opts, chosen[g]])) for g, opts in every.items() if g in (groups or every)}
-    jobs = [("sampling" if g in SAMPLING else "training", g, o) for g, opts in options.items() for o in opts]
+    jobs = [(g, o) for g, opts in options.items() for o in opts]
     rows: dict[str, dict[str, dict]] = {g: {} for g in options}
-    for kind, group, option in tqdm(jobs, desc="val options", disable=not progress):
+    for group, option in tqdm(jobs, desc="val options", disable=not progress):
         rows[group][option] = _cached(
             out / "default.json" if option == chosen[group] else out / slug(group) / f"{slug(option)}.json",
-            lambda k=kind, g=group, o=option: score_option(preset, out, base, model, k, g, o, chosen, seed, progress),
+            lambda g=group, o=option: score_option(preset, out, base, model, g, o, chosen, seed, progress),
         )
     labels = stats.clusters(load_split(data, "val", modalities=("emotion",)).neighbours)
-    changes = {g: pick for g, r in rows.items() if (pick := verdict(r, chosen[g], labels)[2]) != chosen[g]}
+    verdicts = {g: verdict(r, chosen[g], labels) for g, r in rows.items()}
+    changes = {g: pick for g, (_, _, pick) in verdicts.items() if pick != chosen[g]}
     if groups is None and len(changes) > 1:  # the full record: the rule's changes, together
         first = next(iter(rows))
         make = partial(score_recipe, preset, out / "together", base, model, changes, seed, progress)
         rows[TOGETHER] = {AS_CONFIGURED: rows[first][chosen[first]], **combined(out, changes, make)}
         chosen = {**chosen, TOGETHER: AS_CONFIGURED}
+        verdicts[TOGETHER] = verdict(rows[TOGETHER], AS_CONFIGURED, labels)
     info = provenance({"stage1": read_checkpoint(base / "stage1" / "best.pt")["config"]}, [seed], data)
-    md = selection_markdown(preset, rows, chosen, labels, info)
+    md = selection_markdown(preset, rows, chosen, labels, verdicts, info)
     atomic_write_text(out / "selection.md", md)
     if preset == "default" and groups is None:
         atomic_write_text(FIGURES / "selection.md", md)
@@ -198,8 +201,9 @@ def verdict(
     return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).", diffs, top
 
 
-def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray, info: dict) -> str:
-    """One table per tuned option, the paired difference from the default, and the rule's verdict."""
+def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray, verdicts: dict, info: dict) -> str:
+    """One table per tuned option, the paired difference from the default, and the rule's verdict
+    (``verdicts``: :func:`verdict` per group)."""
     lines = [
         f"# Validation record ({preset} preset): val split, never test",
         "",
@@ -211,7 +215,7 @@ def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray
         "retrained once with every training change, sampled with every sampling change).",
     ]
     for group, group_rows in rows.items():
-        line, diffs, _ = verdict(group_rows, chosen[group], labels)
+        line, diffs, _ = verdicts[group]
         lines += [
             "",
             f"## {group}",
