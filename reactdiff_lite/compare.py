@@ -32,7 +32,9 @@ and window-level nearest neighbours, mimicry, means, noise). Every learned compe
 with ``seeds`` training seeds; per-item scores are averaged over seeds and get 95 %
 cluster-bootstrap intervals, and each claim is a paired A − B difference
 (``reactdiff_lite.experiment``, shared with ``ablate``). Runs are resumable: a finished
-run keeps its ``eval.json``, the baselines theirs.
+run keeps its ``eval.json``, the baselines theirs; the default comparison also keeps every
+finished run's scores in the committed ``figures/compare_runs/``, so that a comparison of
+several hours resumes in a fresh checkout.
 
 Outputs, in ``out``: ``compare.md`` (the tables and the claims), ``compare.json`` and
 ``compare.png`` (the appropriateness-vs-diversity plane with 95 % intervals); the full
@@ -50,7 +52,7 @@ from tqdm.auto import tqdm
 from reactdiff_lite import stats
 from reactdiff_lite.baselines import predict_baseline
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.data.synthetic import item_cues
+from reactdiff_lite.data.synthetic import ensure_dataset, item_cues
 from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
 from reactdiff_lite.experiment import (
     cell,
@@ -249,8 +251,10 @@ def run_compare(
         raise UserError(f"--seeds {seeds}: give at least 1 training seed")
     jobs = [(n, s) for n in names for s in range(seeds)]
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    record = FIGURES / "compare_runs" if preset == "default" else None
     for name, seed in tqdm(jobs, desc="compare runs", disable=not progress):
-        runs[name].append(run_variant(preset, out, name, COMPETITORS[name], seed, world_seed, progress))
+        runs[name].append(run_variant(preset, out, name, COMPETITORS[name], seed, world_seed, progress, record))
+    ensure_dataset(out / "data", preset, world_seed)  # every run may have come from the record
     k = load_config(CONFIGS / f"stage2_{preset}.yaml").sample.k
     runs |= run_baselines(out, BASELINE_ROWS, k, progress)
     labels = stats.clusters(load_split(out / "data", "test", modalities=("emotion",)).neighbours)

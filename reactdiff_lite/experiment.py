@@ -6,8 +6,9 @@ learned competitors) share, so that both measure in one way:
 - :func:`run_variant` trains both stages of a preset with some config overrides and one
   training seed (``train.train_preset``, itself resumable stage by stage), samples K
   reactions per test item and scores them (``evaluation.evaluate_methods``); the result,
-  with the per-item scores, is kept as ``<out>/<slug>/seed<s>/eval.json``, and a run whose
-  ``eval.json`` exists is read back, not repeated. Every run of one experiment uses the
+  with the per-item scores, is kept as ``<out>/<slug>/seed<s>/eval.json`` (and, for the
+  default preset's published experiments, in a committed record under ``figures/``), and a run
+  whose result exists is read back, not repeated. Every run of one experiment uses the
   world at ``<out>/data``, so they share the data, the test items and the neighbour matrix.
 - :func:`summarise`: per-item scores averaged over seeds, then a 95 % cluster-bootstrap
   interval over the appropriate sets (``stats.bootstrap``), for FRCorr, FRDist, FRDiv and
@@ -29,11 +30,11 @@ from reactdiff_lite import stats
 from reactdiff_lite.data.cache import load_split
 from reactdiff_lite.data.synthetic import item_cues
 from reactdiff_lite.diagnostics import KINDS
-from reactdiff_lite.evaluation import evaluate_methods
+from reactdiff_lite.evaluation import evaluate_methods, provenance
 from reactdiff_lite.latents import load_model, model_modalities
 from reactdiff_lite.models.checkpoint import read_checkpoint
 from reactdiff_lite.sampling import generate
-from reactdiff_lite.train import train_preset
+from reactdiff_lite.train import preset_configs, recipe_hash, train_preset
 from reactdiff_lite.utils import atomic_write_json
 
 SCORED = ("FRCorr", "FRDist", "FRDiv")  # the metrics with intervals (FRCorr, FRDist: sums over K)
@@ -45,7 +46,14 @@ def slug(name: str) -> str:
 
 
 def run_variant(
-    preset: str, out: Path, name: str, extra: tuple[str, ...], seed: int, world_seed: int, progress: bool
+    preset: str,
+    out: Path,
+    name: str,
+    extra: tuple[str, ...],
+    seed: int,
+    world_seed: int,
+    progress: bool,
+    record: Path | None = None,
 ) -> dict:
     """Train (unless done) and evaluate one variant with one training seed; returns its ``eval.json``.
 
@@ -54,13 +62,21 @@ def run_variant(
         out: the experiment folder; the run goes to ``out/<slug(name)>/seed<seed>``, the world
             is ``out/data``. name: the variant's display name. extra: its config overrides
             (``train.preset_configs``). seed: training (and sampling) seed. world_seed: the world's.
+        record: a folder that also keeps the result, as ``record/<slug(name)>/seed<seed>.json``,
+            and is read first: the committed record of a long experiment, so that it resumes in
+            a fresh checkout (the world is regenerated bit for bit from its seed; checkpoints are
+            not kept).
     Returns:
-        ``{"variant", "seed", "metrics": {metric: value}, "items": {metric: [N scores]}, "config"}``.
+        ``{"variant", "seed", "metrics": {metric: value}, "items": {metric: [N scores]}, "config",
+        "recipe" (``train.recipe_hash`` of both stages' configs), "provenance"}``.
     """
     folder = out / slug(name) / f"seed{seed}"
-    done = folder / "eval.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    recipe = recipe_hash(*preset_configs(preset, folder, seed, world_seed, out / "data", progress, extra))
+    kept = [folder / "eval.json"] + ([record / slug(name) / f"seed{seed}.json"] if record else [])
+    for done in reversed(kept):  # a result counts only for the recipe it was made with
+        stored = json.loads(done.read_text()) if done.exists() else {}
+        if stored.get("recipe") == recipe:
+            return stored
     best = train_preset(preset, folder, seed, world_seed=world_seed, data=out / "data", extra=extra, progress=progress)
     model = load_model(best)
     test = load_split(out / "data", "test", modalities=model_modalities(model.autoencoder))
@@ -72,8 +88,11 @@ def run_variant(
         "metrics": table["methods"][name],
         "items": table["items"][name],
         "config": read_checkpoint(best)["config"],
+        "recipe": recipe,
     }
-    atomic_write_json(done, result)
+    result["provenance"] = provenance({"config": result["config"]}, [seed], out / "data")
+    for done in kept:
+        atomic_write_json(done, result)
     return result
 
 

@@ -45,6 +45,7 @@ the gradients, and rank 0 writes the logs and checkpoints.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -479,6 +480,12 @@ def train_once(cfg: TrainConfig) -> Path:
     written = stage_dict(from_dict(TrainConfig, payload["config"], f"checkpoint {last}:"))
     same = _what_matters(written) == _what_matters(stage_dict(stored))
     return best if finished and same else train(cfg)
+
+
+def recipe_hash(*configs: TrainConfig) -> str:
+    """A short hash of what a run's configs train (not where: paths, device, progress bars)."""
+    text = json.dumps([_what_matters(stage_dict(c)) for c in configs], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _what_matters(config: dict) -> dict:

@@ -46,3 +46,24 @@ def test_a_finished_run_is_not_trained_again_but_a_changed_one_is(tmp_path, monk
     assert stages == []  # both stages finished with the same config: read back
     train_module.train_preset("smoke", tmp_path / "run", progress=False, extra=("diffusion.cond_drop_prob=0.2",))
     assert stages == [2]  # stage 2 changed, stage 1 did not
+
+
+def test_a_committed_record_resumes_a_run_only_for_its_recipe(tmp_path, monkeypatch):
+    """``run_variant(..., record=)`` reads a kept result in a fresh experiment folder (no training),
+    unless it was made with another recipe (then the run trains)."""
+    from reactdiff_lite.train import preset_configs, recipe_hash
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(experiment, "train_preset", no_training)
+    extra, record, out = ("data.shuffle_audio=true",), tmp_path / "record", tmp_path / "fresh"
+    folder = out / experiment.slug("MMT, shuffled audio") / "seed1"
+    recipe = recipe_hash(*preset_configs("smoke", folder, 1, 0, out / "data", False, extra))
+    kept = record / experiment.slug("MMT, shuffled audio") / "seed1.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps({"variant": "MMT, shuffled audio", "seed": 1, "recipe": recipe}))
+    got = experiment.run_variant("smoke", out, "MMT, shuffled audio", extra, 1, 0, False, record)
+    assert got["recipe"] == recipe and not folder.exists()
+    with pytest.raises(AssertionError, match="trained"):  # same name and seed, another recipe
+        experiment.run_variant("smoke", out, "MMT, shuffled audio", (), 1, 0, False, record)
