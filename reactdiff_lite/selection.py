@@ -10,9 +10,7 @@ from the default. Two kinds of options:
 
 The rule, fixed before the numbers: an option beats the default when the paired 95 % CI of
 its val FRCorr difference excludes 0 in its favour; otherwise the default stands (it is the
-cheaper or the official choice). An option with a measured cost the project cannot pay
-(:data:`NOT_ADOPTED`: ``make demo``'s 20-minute budget) is reported when val prefers it, not
-adopted. Options are varied one at a time, so when the rule prefers
+cheaper or the official choice). Options are varied one at a time, so when the rule prefers
 more than one change, the full record also scores those changes **together** (stage 2
 retrained once), because choices that each help alone need not help combined.
 ``figures/selection.md`` records every row, and whether the default survives the rule.
@@ -22,7 +20,6 @@ Resumable: each scored option keeps its JSON (the combination ``together.json``)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -47,13 +44,6 @@ SAMPLING = {
     "DDIM steps n": {"5": {"steps": 5}, "10": {"steps": 10}, "20": {"steps": 20}},
     "guidance s": {"1": {"guidance": 1.0}, "1.5": {"guidance": 1.5}, "2": {"guidance": 2.0}, "3": {"guidance": 3.0}},
     "AU output": {"probabilities": {}, "binary (p > 0.5)": None},
-}
-# {group: {option: why}}: options the default cannot take whatever val says (a measured cost)
-NOT_ADOPTED = {
-    "denoiser width": {
-        "128": "with the trainable speaker encoder and 5 DDIM steps it put `make demo` at 19 min 33 s of its "
-        "20-minute budget on 2 cores (2026-12-01)",
-    },
 }
 TOGETHER, AS_CONFIGURED = "the rule's changes together", "as configured"  # the record's last section
 # group: {option label: stage-2 config overrides}
@@ -179,7 +169,7 @@ def run_selection(
             lambda g=group, o=option: score_option(preset, out, base, model, g, o, chosen, seed, progress),
         )
     labels = stats.clusters(load_split(data, "val", modalities=("emotion",)).neighbours)
-    verdicts = {g: verdict(r, chosen[g], labels, NOT_ADOPTED.get(g)) for g, r in rows.items()}
+    verdicts = {g: verdict(r, chosen[g], labels) for g, r in rows.items()}
     changes = {g: pick for g, (_, _, pick) in verdicts.items() if pick != chosen[g]}
     if groups is None and len(changes) > 1:  # the full record: the rule's changes, together
         first = next(iter(rows))
@@ -196,26 +186,19 @@ def run_selection(
 
 
 def verdict(
-    group_rows: dict[str, dict], default: str, labels: np.ndarray, held: Mapping[str, str] | None = None
+    group_rows: dict[str, dict], default: str, labels: np.ndarray
 ) -> tuple[str, dict[str, stats.Estimate], str]:
     """The rule applied to one group: the options whose val FRCorr beats the default's (paired CI > 0).
 
-    Args:
-        held: options the default cannot take whatever val says, with the reason
-            (:data:`NOT_ADOPTED`); a preference for one is reported, not picked.
     Returns the verdict line, every option's paired difference from the default, and the pick
-    (the best of the options that beat it and are not held, or the default)."""
-    held = held or {}
+    (the best of those options, or the default)."""
     ref = np.asarray(group_rows[default]["items"]["FRCorr"])
     diffs = {o: stats.paired(np.asarray(r["items"]["FRCorr"]), ref, labels) for o, r in group_rows.items()}
     better = [o for o, d in diffs.items() if o != default and d.ci[0] > 0]
-    note = "".join(f" Val also prefers **{o}**, not adopted: {held[o]}." for o in better if o in held)
-    free = [o for o in better if o not in held]
-    if not free:
-        stands = "no option the default can take" if note else "no option"
-        return f"default **{default}** stands: {stands} has a paired val FRCorr CI above it.{note}", diffs, default
-    top = max(free, key=lambda o: diffs[o].mean)
-    return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).{note}", diffs, top
+    if not better:
+        return f"default **{default}** stands: no option's paired val FRCorr CI lies above it.", diffs, default
+    top = max(better, key=lambda o: diffs[o].mean)
+    return f"val prefers **{top}** over the default **{default}** (paired FRCorr CI above 0).", diffs, top
 
 
 def selection_markdown(preset: str, rows: dict, chosen: dict, labels: np.ndarray, verdicts: dict, info: dict) -> str:

@@ -78,12 +78,3 @@ def test_smoke_selection_scores_options_on_val_and_resumes(tmp_path, monkeypatch
     monkeypatch.setattr(selection, "score", no_scoring)
     again = selection.run_selection("smoke", out, groups=("guidance s", "prediction"), progress=False)
     assert again.split("Provenance")[0] == md.split("Provenance")[0]
-
-
-def test_a_held_option_is_reported_not_picked():
-    """An option val prefers but the default cannot take (``NOT_ADOPTED``) is named with its reason."""
-    labels = np.repeat(np.arange(8), 4)
-    base = np.random.default_rng(1).normal(1.0, 0.1, 32)
-    rows = {"a": {"items": {"FRCorr": base}}, "c": {"items": {"FRCorr": base + 0.2}}}
-    line, _, pick = selection.verdict(rows, "a", labels, {"c": "too slow"})
-    assert pick == "a" and line.startswith("default **a** stands") and "prefers **c**, not adopted: too slow" in line
