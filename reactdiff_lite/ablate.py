@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from reactdiff_lite import stats
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.data.synthetic import ensure_dataset
 from reactdiff_lite.evaluation import provenance, provenance_markdown
 from reactdiff_lite.experiment import columns_of, contrast, contrast_rows, estimates_rows, run_variant, summarise
 from reactdiff_lite.utils import atomic_write_json, atomic_write_text
@@ -115,7 +114,6 @@ def run_ablation(
     record = FIGURES / "ablation_runs" if preset == "default" else None
     for name, seed in tqdm(jobs, desc="ablation runs", disable=not progress):
         runs[name].append(run_variant(preset, out, name, VARIANTS[name], seed, world_seed, progress, record))
-    ensure_dataset(out / "data", preset, world_seed)  # every run may have come from the record
     labels = stats.clusters(load_split(out / "data", "test", modalities=("emotion",)).neighbours)
     summaries = {n: summarise(r, labels) for n, r in runs.items()}
     contrasts = {(a, b): contrast(runs[a], runs[b], labels) for a, b in CONTRASTS if a in runs and b in runs}

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from reactdiff_lite import stats
 from reactdiff_lite.baselines import predict_baseline
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.data.synthetic import ensure_dataset, item_cues
+from reactdiff_lite.data.synthetic import item_cues
 from reactdiff_lite.evaluation import evaluate_methods, provenance, provenance_markdown
 from reactdiff_lite.experiment import (
     cell,
@@ -254,7 +254,6 @@ def run_compare(
     record = FIGURES / "compare_runs" if preset == "default" else None
     for name, seed in tqdm(jobs, desc="compare runs", disable=not progress):
         runs[name].append(run_variant(preset, out, name, COMPETITORS[name], seed, world_seed, progress, record))
-    ensure_dataset(out / "data", preset, world_seed)  # every run may have come from the record
     k = load_config(CONFIGS / f"stage2_{preset}.yaml").sample.k
     runs |= run_baselines(out, BASELINE_ROWS, k, progress)
     labels = stats.clusters(load_split(out / "data", "test", modalities=("emotion",)).neighbours)

@@ -28,7 +28,7 @@ import numpy as np
 
 from reactdiff_lite import stats
 from reactdiff_lite.data.cache import load_split
-from reactdiff_lite.data.synthetic import item_cues
+from reactdiff_lite.data.synthetic import ensure_dataset, item_cues
 from reactdiff_lite.diagnostics import KINDS
 from reactdiff_lite.evaluation import evaluate_methods, provenance
 from reactdiff_lite.latents import load_model, model_modalities
@@ -70,6 +70,7 @@ def run_variant(
         ``{"variant", "seed", "metrics": {metric: value}, "items": {metric: [N scores]}, "config",
         "recipe" (``train.recipe_hash`` of both stages' configs), "provenance"}``.
     """
+    ensure_dataset(out / "data", preset, world_seed)  # the experiment's world, even when every run is read back
     folder = out / slug(name) / f"seed{seed}"
     recipe = recipe_hash(*preset_configs(preset, folder, seed, world_seed, out / "data", progress, extra))
     kept = [folder / "eval.json"] + ([record / slug(name) / f"seed{seed}.json"] if record else [])
